@@ -1,0 +1,50 @@
+"""What searches a results root holds: ``tunelab ls`` and ``tunelab ui``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import spaces
+from search import _tracking
+from search._run import STATE_FILE
+from trainables import metrics
+
+
+def list_searches(storage: Path) -> list[dict]:
+    """One row per search under ``storage``: name, trial counts by status, best metric."""
+    rows = []
+    for state_path in sorted(storage.expanduser().resolve().glob(f"*/{STATE_FILE}")):
+        state = json.loads(state_path.read_text())
+        client = _tracking.client_for(state["tracking_uri"])
+        parent = client.get_run(state["parent_run_id"])
+        counts = {s: 0 for s in metrics.STATUSES}
+        for run in _tracking.children(client, state["experiment_id"], state["parent_run_id"]):
+            status = run.data.tags.get(_tracking.STATUS_TAG, "running")
+            counts[status] = counts.get(status, 0) + 1
+        counts[metrics.INFEASIBLE] = int(parent.data.metrics.get(f"n_{metrics.INFEASIBLE}", 0))
+        best = {k: v for k, v in parent.data.metrics.items() if k.startswith("best_")}
+        rows.append({"name": state["name"], "state": parent.info.status, "counts": counts, "best": best})
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    head = ["search", "state", "trials", *metrics.STATUSES, "best"]
+    lines = ["  ".join(head)]
+    for r in rows:
+        c = r["counts"]
+        total = sum(v for k, v in c.items() if k != metrics.INFEASIBLE)
+        best = " ".join(f"{k.removeprefix('best_')}={v:.4g}" for k, v in r["best"].items()) or "-"
+        lines.append("  ".join([r["name"], r["state"], str(total), *(str(c.get(s, 0)) for s in metrics.STATUSES), best]))
+    return "\n".join(lines)
+
+
+def tracking_uri(storage: Path, name: str | None) -> str:
+    """The tracking URI of search ``name``, or the results root's default database."""
+    root = storage.expanduser().resolve()
+    if name is None:
+        return f"sqlite:///{root / 'mlflow.db'}"
+    state_path = root / name / STATE_FILE
+    if not state_path.exists():
+        raise spaces.SpecError(str(root), "name", f"no search named {name!r}")
+    return json.loads(state_path.read_text())["tracking_uri"]

@@ -1,0 +1,203 @@
+"""A Ray Tune searcher that drives an Optuna study through ask and tell.
+
+Ray's own ``OptunaSearch`` gets two things wrong for this product, so this one replaces it:
+
+* When ASHA stops a trial, ``OptunaSearch`` tells Optuna the trial COMPLETED with its low-fidelity
+  value, and TPE then learns from truncated curves as if they were final. Here every report is an
+  intermediate value of the Optuna trial, and a trial that did not run its whole schedule is told
+  PRUNED (TPE ranks pruned trials by how far they got and their last value).
+* A config the trainable's ``check`` rejects is told to Optuna as infeasible (``set_constraint`` with a
+  positive violation; Optuna 5's TPE puts such trials in its "bad" group) and replaced by a fresh
+  suggestion before any Ray trial exists, so it never costs a trial and never counts against
+  ``budget.trials``.
+
+The study lives in SQLite beside Ray's results, so ``tunelab resume`` and the analysis can reopen it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from trainables import metrics
+
+log = logging.getLogger(__name__)
+
+STATUS_ATTR = "tunelab_status"
+RAY_TRIAL_ATTR = "ray_trial_id"
+REASON_ATTR = "infeasible_reason"
+# Consecutive infeasible suggestions after which the space is declared unusable.
+MAX_INFEASIBLE_IN_A_ROW = 200
+
+
+class InfeasibleSpaceError(RuntimeError):
+    """The sampler keeps proposing configs the trainable rejects."""
+
+
+class OptunaSearcher(Searcher):
+    """Ask/tell bridge between Ray Tune and an Optuna study.
+
+    Args:
+        space: define-by-run function ``optuna.Trial -> params``.
+        make_sampler: builds the Optuna sampler (called again after a restore).
+        storage: Optuna storage URL (``sqlite:///...``).
+        study_name: the study's name in that storage.
+        metric, mode: what is optimised.
+        base_config: the constant part of every config, for ``check``.
+        check: ``config -> reason | None``; a reason makes the suggestion infeasible.
+        grid_points: parameter combinations tried in turn, one per trial (``grid`` parameters).
+        points_to_evaluate: configs enqueued first (warm start).
+        max_infeasible: consecutive infeasible suggestions after which the space is declared unusable.
+    """
+
+    def __init__(
+        self,
+        space: Callable[[optuna.Trial], dict[str, Any]],
+        make_sampler: Callable[[], optuna.samplers.BaseSampler],
+        storage: str,
+        study_name: str,
+        metric: str,
+        mode: str,
+        base_config: Mapping[str, Any],
+        check: Callable[[dict[str, Any]], str | None],
+        grid_points: list[dict[str, Any]] = (),
+        points_to_evaluate: list[dict[str, Any]] = (),
+        max_infeasible: int = MAX_INFEASIBLE_IN_A_ROW,
+    ):
+        super().__init__(metric=metric, mode=mode)
+        self._space = space
+        self._make_sampler = make_sampler
+        self._storage = storage
+        self._study_name = study_name
+        self._base = dict(base_config)
+        self._check = check
+        self._grid = list(grid_points)
+        self._grid_next = 0
+        self._points = list(points_to_evaluate)
+        self._max_infeasible = max_infeasible
+        self._trials: dict[str, int] = {}  # Ray trial id -> Optuna storage trial id
+        self._reported: dict[str, int] = {}  # Ray trial id -> last reported step
+        self._study: optuna.Study | None = None
+
+    # --- study ---------------------------------------------------------------------------------
+    @property
+    def study(self) -> optuna.Study:
+        if self._study is None:
+            direction = "minimize" if self.mode == "min" else "maximize"
+            self._study = optuna.create_study(
+                storage=self._storage, study_name=self._study_name, direction=direction,
+                sampler=self._make_sampler(), load_if_exists=True,
+            )
+        return self._study
+
+    def _trial(self, trial_id: str) -> optuna.Trial:
+        return optuna.Trial(self.study, self._trials[trial_id])
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec) -> bool:
+        return True  # metric and mode come from the search file; the space is ours
+
+    # --- suggest -------------------------------------------------------------------------------
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        for _ in range(self._max_infeasible):
+            self._enqueue_next()
+            trial = self.study.ask()
+            params = self._space(trial)
+            reason = self._check({**self._base, **params})
+            if reason is None:
+                trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
+                self._trials[trial_id] = trial._trial_id
+                if self._points:
+                    self._points.pop(0)
+                elif self._grid:
+                    self._grid_next += 1
+                return params
+            log.info("infeasible config %s: %s", params, reason)
+            trial.set_user_attr(STATUS_ATTR, metrics.INFEASIBLE)
+            trial.set_user_attr(REASON_ATTR, reason)
+            trial.set_constraint("feasible", 1.0)
+            self.study.tell(trial, state=TrialState.PRUNED)
+            if self._points:
+                self._points.pop(0)  # a known point that is infeasible is not retried
+        raise InfeasibleSpaceError(
+            f"{self._max_infeasible} suggestions in a row were infeasible; loosen the space or constraints"
+        )
+
+    def _enqueue_next(self) -> None:
+        if self._points:
+            point = dict(self._points[0])
+            if self._grid:
+                point = {**self._grid[self._grid_next % len(self._grid)], **point}
+            self.study.enqueue_trial(point, skip_if_exists=False)
+        elif self._grid:
+            self.study.enqueue_trial(self._grid[self._grid_next % len(self._grid)], skip_if_exists=False)
+
+    # --- results -------------------------------------------------------------------------------
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._report(trial_id, result)
+
+    def _report(self, trial_id: str, result: Mapping[str, Any] | None) -> None:
+        if not result or trial_id not in self._trials or self.metric not in result:
+            return
+        step = int(result.get("training_iteration", 0))
+        value = float(result[self.metric])
+        if step <= self._reported.get(trial_id, -1) or math.isnan(value):
+            return
+        self._trial(trial_id).report(value, step)
+        self._reported[trial_id] = step
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id not in self._trials:
+            return
+        # The result that made the scheduler stop the trial never reached on_trial_result.
+        self._report(trial_id, result)
+        trial = self._trial(trial_id)
+        status = metrics.final_status(result, error) if (result or error) else metrics.ERROR
+        trial.set_user_attr(STATUS_ATTR, status)
+        value = None if not result else result.get(self.metric)
+        worst = math.inf if self.mode == "min" else -math.inf
+        if status == metrics.COMPLETED and value is not None and math.isfinite(value):
+            self.study.tell(trial, float(value))
+        elif status == metrics.STATUS_DIVERGED:
+            self.study.tell(trial, worst)  # a real outcome: this region is bad
+        elif status == metrics.STATUS_OOM:
+            trial.set_constraint("fits_memory", 1.0)
+            self.study.tell(trial, state=TrialState.PRUNED)
+        elif status == metrics.STOPPED_EARLY:
+            self.study.tell(trial, state=TrialState.PRUNED)
+        else:
+            self.study.tell(trial, state=TrialState.FAIL)
+        del self._trials[trial_id]
+        self._reported.pop(trial_id, None)
+
+    # --- persistence (Ray saves the searcher into the experiment folder) -------------------------
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_study"] = None  # the SQLite connection does not pickle; the storage URL reopens it
+        return state
+
+    def save(self, checkpoint_path: str) -> None:
+        import cloudpickle
+
+        with open(checkpoint_path, "wb") as f:
+            cloudpickle.dump(self.__getstate__(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        import cloudpickle
+
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(cloudpickle.load(f))
+        self._study = None
+        self._fail_orphans()
+
+    def _fail_orphans(self) -> None:
+        """Trials asked before a crash whose Ray trial was never recorded stay RUNNING: end them."""
+        known = set(self._trials.values())
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t._trial_id not in known:
+                self.study.tell(t.number, state=TrialState.FAIL)

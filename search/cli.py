@@ -1,0 +1,128 @@
+"""``tunelab``: parse arguments, call the core, print results or a one-line error (exit status 2)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import spaces
+import trainables
+
+USER_ERRORS = (spaces.SpecError, trainables.ConfigError, trainables.DataError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except USER_ERRORS as exc:
+        print(f"tunelab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tunelab: interrupted; `tunelab resume NAME` continues the search", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tunelab", description=__doc__)
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a search file")
+    run.add_argument("file")
+    _overrides(run)
+    run.add_argument("--name", help="experiment name (default: the file's name field)")
+    run.add_argument("--storage", help="results root (default: the file's storage, else ./runs)")
+    run.add_argument("--address", help="Ray cluster address (default: local Ray)")
+    run.set_defaults(func=_run)
+
+    res = sub.add_parser("resume", help="resume an interrupted search")
+    res.add_argument("name")
+    res.add_argument("--storage", default="runs")
+    res.add_argument("--address")
+    res.set_defaults(func=_resume)
+
+    ls = sub.add_parser("ls", help="list searches under the results root")
+    ls.add_argument("--storage", default="runs")
+    ls.set_defaults(func=_ls)
+
+    ui = sub.add_parser("ui", help="start the MLflow UI on a search's tracking database (127.0.0.1)")
+    ui.add_argument("name", nargs="?")
+    ui.add_argument("--storage", default="runs")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(func=_ui)
+    return p
+
+
+def _overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field (budget.trials=4) or fix a parameter (lr=0.5); repeatable")
+
+
+def _load(args) -> spaces.Search:
+    extra = []
+    if getattr(args, "name", None):
+        extra.append(f"name={args.name}")
+    if getattr(args, "storage", None):
+        extra.append(f"storage={args.storage}")
+    return spaces.load(args.file, [*args.overrides, *extra])
+
+
+def _run(args) -> int:
+    search_ = _load(args)
+    from search import _run as core  # imports Ray and torch: only once the file is known good
+
+    try:
+        outcome = core.run(search_, address=args.address)
+    except core.SearchExistsError as exc:
+        raise spaces.SpecError(search_.file, "name", str(exc)) from None
+    _print_outcome(outcome)
+    return 0
+
+
+def _resume(args) -> int:
+    from search import _run as core
+
+    _print_outcome(core.resume(args.name, args.storage, address=args.address))
+    return 0
+
+
+def _print_outcome(o) -> None:
+    print()
+    print(o.table())
+    counts = ", ".join(f"{k} {v}" for k, v in o.counts().items() if v)
+    print(f"\n{o.name}: {len(o.trials)} trials ({counts})")
+    if o.best is not None:
+        params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in o.best.params.items())
+        print(f"best trial {o.best.trial_id}: {o.metric} {o.best.best:.4g}  {params}")
+    print(f"results: {o.experiment_dir}")
+    print(f"MLflow:  {o.tracking_uri}  (parent run {o.parent_run_id})")
+    storage = o.experiment_dir.parent
+    print(f"open the UI: tunelab ui {o.name} --storage {storage}   (then browse http://127.0.0.1:5000)")
+
+
+def _ls(args) -> int:
+    from search import _catalog
+
+    rows = _catalog.list_searches(Path(args.storage))
+    if not rows:
+        print(f"no searches under {Path(args.storage).resolve()}")
+        return 0
+    print(_catalog.format_table(rows))
+    return 0
+
+
+def _ui(args) -> int:
+    from search import _catalog
+
+    uri = _catalog.tracking_uri(Path(args.storage), args.name)
+    cmd = ["mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)]
+    print(" ".join(cmd), flush=True)
+    os.execvp(cmd[0], cmd)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""The search file's schema (DESIGN.md, "The search file"), as pydantic models.
+
+Every model forbids unknown keys, so a typo in a key is an error that names the key. Checks that need
+the trainable (unknown parameters, value types) live in ``_loader``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DISTRIBUTIONS = ("uniform", "loguniform", "int", "logint", "choice", "grid")
+SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "nsga2", "grid")
+SCHEDULERS = ("asha", "hyperband", "median", "fifo")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Param(_Strict):
+    """One entry of ``space``: exactly one distribution, optionally a ``when`` condition and a step."""
+
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+    # ``int`` names a distribution here, so the type is spelled ``builtins.int``.
+    int: tuple[builtins.int, builtins.int] | None = None
+    logint: tuple[builtins.int, builtins.int] | None = None
+    choice: list[Any] | None = Field(default=None, min_length=1)
+    grid: list[Any] | None = Field(default=None, min_length=1)
+    step: float | None = Field(default=None, gt=0)
+    when: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_distribution(self) -> Param:
+        given = [d for d in DISTRIBUTIONS if getattr(self, d) is not None]
+        if len(given) != 1:
+            raise ValueError(f"exactly one of {', '.join(DISTRIBUTIONS)} expected, got {given or 'none'}")
+        kind = given[0]
+        if kind in ("uniform", "loguniform", "int", "logint"):
+            low, high = getattr(self, kind)
+            if not low < high:
+                raise ValueError(f"{kind} bounds must satisfy low < high, got [{low}, {high}]")
+            if kind.startswith("log") and low <= 0:
+                raise ValueError(f"{kind} bounds must be > 0, got [{low}, {high}]")
+            if not all(math.isfinite(v) for v in (low, high)):
+                raise ValueError(f"{kind} bounds must be finite")
+        if self.step is not None and kind not in ("uniform", "int"):
+            raise ValueError(f"step applies to uniform and int only, not {kind}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(d for d in DISTRIBUTIONS if getattr(self, d) is not None)
+
+    @property
+    def values(self) -> Any:
+        return getattr(self, self.kind)
+
+
+class Sampler(_Strict):
+    name: Literal[SAMPLERS] = "tpe"  # type: ignore[valid-type]
+    seed: int | None = 0
+    multivariate: bool = True
+    constant_liar: bool = True
+    n_startup_trials: int | None = Field(default=None, ge=0)
+
+
+class Scheduler(_Strict):
+    name: Literal[SCHEDULERS] = "asha"  # type: ignore[valid-type]
+    time_attr: str = "training_iteration"
+    max_t: float = Field(default=100, gt=0)
+    grace_period: float = Field(default=1, gt=0)
+    reduction_factor: float = Field(default=3, gt=1)
+    brackets: int = Field(default=1, ge=1)
+
+
+class Budget(_Strict):
+    trials: int = Field(default=8, gt=0)
+    max_concurrent: int = Field(default=2, gt=0)
+    total_flops: float | None = Field(default=None, gt=0)
+    time_s: float | None = Field(default=None, gt=0)
+    max_failures: int = Field(default=1, ge=0)
+
+
+class Resources(_Strict):
+    cpu: float = Field(default=1, gt=0)
+    gpu: float = Field(default=0, ge=0)
+
+
+class Data(BaseModel):
+    """Where the corpus is; keys beyond these two are the trainable's own (e.g. ``tokens``)."""
+
+    model_config = ConfigDict(extra="allow")
+    corpus: str = "ptb"
+    dir: str | None = None
+
+
+class Tracking(_Strict):
+    uri: str | None = None
+
+
+class Spec(_Strict):
+    """A whole search file."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    trainable: str
+    metric: str = "val_ppl"
+    mode: Literal["min", "max"] = "min"
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    space: dict[str, Param] = Field(default_factory=dict)
+    constraints: dict[str, Any] = Field(default_factory=dict)
+    points_to_evaluate: list[dict[str, Any]] = Field(default_factory=list)
+    sampler: Sampler = Field(default_factory=Sampler)
+    scheduler: Scheduler = Field(default_factory=Scheduler)
+    budget: Budget = Field(default_factory=Budget)
+    resources: Resources | None = None
+    data: Data = Field(default_factory=Data)
+    storage: str | None = None
+    tracking: Tracking = Field(default_factory=Tracking)

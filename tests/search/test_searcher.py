@@ -1,0 +1,117 @@
+"""Searcher decisions with made-up results: what Optuna is told for each way a trial ends."""
+
+from __future__ import annotations
+
+import math
+import cloudpickle
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import spaces
+from search._searcher import REASON_ATTR, STATUS_ATTR, InfeasibleSpaceError, OptunaSearcher
+from spaces._schema import Param
+from trainables import metrics
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _searcher(tmp_path, check=lambda cfg: None, grid=(), points=(), max_infeasible=200, **params):
+    params = params or {"lr": {"loguniform": [0.01, 1.0]}, "cell": {"choice": ["lstm", "gru"]}}
+    space = spaces.CompiledSpace({k: Param(**v) for k, v in params.items()}, fixed={})
+    return OptunaSearcher(
+        space=space, make_sampler=lambda: optuna.samplers.RandomSampler(seed=0),
+        storage=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="s", metric="val_ppl", mode="min",
+        base_config={"epochs": 4}, check=check, grid_points=list(grid), points_to_evaluate=list(points),
+        max_infeasible=max_infeasible,
+    )
+
+
+def _result(step, value, **extra):
+    return {"training_iteration": step, "val_ppl": value, **extra}
+
+
+def test_stopped_trial_is_pruned_with_its_intermediate_values(tmp_path):
+    s = _searcher(tmp_path)
+    s.suggest("a")
+    s.on_trial_result("a", _result(1, 300.0))
+    # ASHA's STOP decision: this result never reaches on_trial_result, only on_trial_complete.
+    s.on_trial_complete("a", _result(2, 250.0, done=True))
+    (t,) = s.study.trials
+    assert t.state == TrialState.PRUNED
+    assert t.intermediate_values == {1: 300.0, 2: 250.0}
+    assert t.user_attrs[STATUS_ATTR] == metrics.STOPPED_EARLY
+
+
+def test_finished_trial_is_complete_with_its_final_value(tmp_path):
+    s = _searcher(tmp_path)
+    s.suggest("a")
+    for step, v in enumerate([300.0, 200.0, 150.0], start=1):
+        s.on_trial_result("a", _result(step, v))
+    s.on_trial_complete("a", _result(4, 140.0, finished=1, done=True))
+    (t,) = s.study.trials
+    assert t.state == TrialState.COMPLETE and t.value == 140.0
+    assert t.intermediate_values == {1: 300.0, 2: 200.0, 3: 150.0, 4: 140.0}
+
+
+def test_diverged_trial_is_complete_with_the_worst_value_and_errors_fail(tmp_path):
+    s = _searcher(tmp_path)
+    s.suggest("d")
+    s.suggest("e")
+    s.suggest("o")
+    s.on_trial_complete("d", _result(1, math.nan, diverged=1))
+    s.on_trial_complete("e", None, error=True)
+    s.on_trial_complete("o", _result(1, 500.0, oom=1))
+    d, e, o = s.study.trials
+    assert d.state == TrialState.COMPLETE and d.value == math.inf
+    assert e.state == TrialState.FAIL and e.user_attrs[STATUS_ATTR] == metrics.ERROR
+    assert o.state == TrialState.PRUNED and o.constraints == {"fits_memory": 1.0}
+
+
+def test_infeasible_configs_are_told_infeasible_and_replaced(tmp_path):
+    s = _searcher(tmp_path, check=lambda cfg: "gru too big" if cfg["cell"] == "gru" else None)
+    configs = [s.suggest(str(i)) for i in range(6)]
+    assert all(c["cell"] == "lstm" for c in configs)
+    infeasible = [t for t in s.study.trials if t.user_attrs.get(STATUS_ATTR) == metrics.INFEASIBLE]
+    assert infeasible, "random sampling over two cells must have proposed gru"
+    for t in infeasible:
+        assert t.state == TrialState.PRUNED and t.constraints == {"feasible": 1.0}
+        assert t.params["cell"] == "gru" and t.user_attrs[REASON_ATTR] == "gru too big"
+    running = s.study.get_trials(states=(TrialState.RUNNING,))
+    assert len(running) == 6  # only feasible ones became trials
+
+
+def test_an_infeasible_space_is_an_error(tmp_path):
+    s = _searcher(tmp_path, check=lambda cfg: "never", max_infeasible=10)
+    with pytest.raises(InfeasibleSpaceError, match="10 suggestions in a row"):
+        s.suggest("a")
+
+
+def test_grid_points_each_tried_once_before_repeating(tmp_path):
+    grid = [{"cell": c} for c in ("lstm", "gru")]
+    s = _searcher(tmp_path, grid=grid)
+    cells = [s.suggest(str(i))["cell"] for i in range(4)]
+    assert cells == ["lstm", "gru", "lstm", "gru"]
+
+
+def test_points_to_evaluate_come_first(tmp_path):
+    s = _searcher(tmp_path, points=[{"lr": 0.5, "cell": "gru"}, {"lr": 0.02, "cell": "lstm"}])
+    assert s.suggest("a") == {"lr": 0.5, "cell": "gru"}
+    assert s.suggest("b") == {"lr": 0.02, "cell": "lstm"}
+
+
+def test_save_and_restore_keeps_running_trials(tmp_path):
+    s = _searcher(tmp_path)
+    s.suggest("a")
+    s.on_trial_result("a", _result(1, 300.0))
+    cloudpickle.dumps(s)  # Ray pickles the searcher into tuner.pkl
+    s.save(str(tmp_path / "state.pkl"))
+    s.suggest("orphan")  # asked after the last save, then the driver dies
+    fresh = _searcher(tmp_path)
+    fresh.restore(str(tmp_path / "state.pkl"))
+    fresh.on_trial_result("a", _result(2, 200.0))
+    fresh.on_trial_complete("a", _result(3, 180.0, finished=1))
+    a, orphan = fresh.study.trials
+    assert a.state == TrialState.COMPLETE and a.intermediate_values == {1: 300.0, 2: 200.0, 3: 180.0}
+    assert orphan.state == TrialState.FAIL

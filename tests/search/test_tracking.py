@@ -1,0 +1,85 @@
+"""The MLflow callback against a real SQLite store, fed made-up trials and results."""
+
+from __future__ import annotations
+
+import types
+
+from search import _tracking
+from trainables import metrics
+
+
+def _trial(trial_id, **config):
+    return types.SimpleNamespace(trial_id=trial_id, config=config, last_result={}, error_file=None)
+
+
+def _setup(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = _tracking.client_for(uri)
+    exp = _tracking.ensure_experiment(client, "e", tmp_path / "art")
+    parent = client.create_run(exp, run_name="p").info.run_id
+    tracker = _tracking.MLflowTracker(uri, exp, parent, sampled_keys=["lr", "cell"])
+    tracker.setup()
+    return client, exp, parent, tracker
+
+
+def test_one_child_per_trial_named_by_number_and_values(tmp_path):
+    client, exp, parent, tracker = _setup(tmp_path)
+    t = _trial("abc_00003", lr=0.123456, cell="gru", epochs=4)
+    tracker.on_trial_start(0, [], t)
+    for step in (1, 2):
+        tracker.on_trial_result(0, [], t, {"training_iteration": step, "val_ppl": 300.0 / step, "epoch": step,
+                                           "trial_id": "abc_00003", "config": {"x": 1}, "done": False})
+    t.last_result = {"training_iteration": 2, "finished": 1}
+    tracker.on_trial_complete(0, [], t)
+    (run,) = _tracking.children(client, exp, parent)
+    assert run.info.run_name == "t000 lr=0.123 cell=gru"
+    assert run.data.params == {"cell": "gru", "epochs": "4", "lr": "0.123456"}
+    assert run.data.tags[_tracking.STATUS_TAG] == metrics.COMPLETED
+    assert run.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "val_ppl")
+    assert [(m.step, m.value) for m in history] == [(1, 300.0), (2, 150.0)]
+    assert set(run.data.metrics) == {"val_ppl", "epoch", "training_iteration"}
+
+
+def test_a_restarted_driver_reuses_runs_and_skips_logged_steps(tmp_path):
+    client, exp, parent, tracker = _setup(tmp_path)
+    t = _trial("abc_00000", lr=0.5, cell="lstm")
+    tracker.on_trial_start(0, [], t)
+    tracker.on_trial_result(0, [], t, {"training_iteration": 1, "val_ppl": 300.0})
+    tracker.on_trial_result(0, [], t, {"training_iteration": 2, "val_ppl": 250.0})
+    # The driver dies; a new one (fresh callback, as unpickled by Tuner.restore) takes over.
+    again = _tracking.MLflowTracker(tracker.tracking_uri, exp, parent, ["lr", "cell"])
+    again.setup()
+    again.on_trial_start(0, [], t)
+    again.on_trial_result(0, [], t, {"training_iteration": 2, "val_ppl": 250.0})  # replayed
+    again.on_trial_result(0, [], t, {"training_iteration": 3, "val_ppl": 200.0})
+    t.last_result = {"training_iteration": 3}
+    again.on_trial_complete(0, [], t)
+    (run,) = _tracking.children(client, exp, parent)
+    history = client.get_metric_history(run.info.run_id, "val_ppl")
+    assert [m.step for m in history] == [1, 2, 3]
+    assert run.data.tags[_tracking.STATUS_TAG] == metrics.STOPPED_EARLY
+
+
+def test_errored_trial_gets_error_status_and_traceback(tmp_path):
+    client, exp, parent, tracker = _setup(tmp_path)
+    t = _trial("abc_00001", lr=0.5)
+    err = tmp_path / "error.txt"
+    err.write_text("Traceback...\nValueError: boom\n")
+    t.error_file = str(err)
+    tracker.on_trial_start(0, [], t)
+    tracker.on_trial_error(0, [], t)
+    (run,) = _tracking.children(client, exp, parent)
+    assert run.data.tags[_tracking.STATUS_TAG] == metrics.ERROR and run.info.status == "FAILED"
+    assert "ValueError: boom" in run.data.tags["tunelab.error"]
+
+
+def test_unreachable_server_is_a_tracking_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    client = _tracking.client_for("http://127.0.0.1:9")  # discard port: nothing listens
+    try:
+        _tracking.ensure_experiment(client, "e", None)
+    except _tracking.TrackingError as exc:
+        assert "cannot use MLflow at http://127.0.0.1:9" in str(exc)
+    else:
+        raise AssertionError("expected TrackingError")

@@ -1,0 +1,119 @@
+"""Bad search files: each exits 2 with one line naming the file and the field, and writes nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import spaces
+from search.cli import main
+
+GOOD = """\
+name: t
+trainable: rnn
+fixed: {hidden_size: 16, epochs: 1}
+space:
+  lr: {loguniform: [0.5, 20.0]}
+  optimizer: {choice: [sgd, momentum]}
+  momentum: {uniform: [0.0, 0.9], when: {optimizer: momentum}}
+budget: {trials: 2}
+"""
+
+BAD = {
+    "syntax": ("name: [t\ntrainable: rnn\n", "", "YAML syntax error at line"),
+    "unknown key": (GOOD + "budgett: {trials: 2}\n", "budgett", "Extra inputs are not permitted"),
+    "unknown trainable": (GOOD.replace("trainable: rnn", "trainable: lstmx"), "trainable", "expected one of"),
+    "unknown parameter": (GOOD.replace("  lr:", "  lrr:"), "space.lrr", "unknown parameter of trainable 'rnn'"),
+    "bad bounds": (GOOD.replace("[0.5, 20.0]", "[20.0, 0.5]"), "space.lr", "low < high"),
+    "log bound <= 0": (GOOD.replace("[0.5, 20.0]", "[0.0, 20.0]"), "space.lr", "must be > 0"),
+    "wrong type": (GOOD.replace("hidden_size: 16", "hidden_size: big"), "fixed.hidden_size", "valid integer"),
+    "wrong choice": (GOOD.replace("[sgd, momentum]", "[sgd, nesterov]"), "space.optimizer.choice", "nesterov"),
+    "condition on missing": (GOOD.replace("when: {optimizer:", "when: {optimiser:"),
+                             "space.momentum.when.optimiser", "neither in space nor fixed"),
+    "negative budget": (GOOD.replace("trials: 2", "trials: -3"), "budget.trials", "greater than 0"),
+    "unknown metric": (GOOD + "metric: val_pll\n", "metric", "unknown metric 'val_pll'"),
+    "two distributions": (GOOD.replace("{loguniform: [0.5, 20.0]}", "{loguniform: [0.5, 20.0], int: [1, 2]}"),
+                          "space.lr", "exactly one of"),
+    "missing data dir": (GOOD + "data: {corpus: ptb, dir: /nonexistent/ptb}\n", "data.dir", "does not exist"),
+    "unknown constraint": (GOOD + "constraints: {model_gb: [1, 2]}\n", "constraints.model_gb", "unknown constraint"),
+    "grid larger than trials": (GOOD.replace("{choice: [sgd, momentum]}", "{grid: [sgd, momentum, adam]}")
+                                .replace("when: {optimizer: momentum}", "when: {cell: lstm}")
+                                .replace("fixed: {", "fixed: {cell: lstm, "), "budget.trials", "at least 3"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_file_exits_2_naming_file_and_field(case, tmp_path, capsys):
+    text, field, expected = BAD[case]
+    path = tmp_path / "search.yaml"
+    path.write_text(text)
+    storage = tmp_path / "runs"
+    code = main(["run", str(path), "--storage", str(storage)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1, err  # one line
+    assert err.startswith(f"tunelab: error: {path}: {field}: " if field else f"tunelab: error: {path}: "), err
+    assert expected in err
+    assert not storage.exists()  # nothing started or written
+
+
+def test_bad_override_names_the_key(tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_text(GOOD)
+    assert main(["run", str(path), "--set", "budget.trials=zero", "--storage", str(tmp_path / "r")]) == 2
+    assert "budget.trials" in capsys.readouterr().err
+
+
+def test_missing_file(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nope.yaml")]) == 2
+    assert "cannot read the search file" in capsys.readouterr().err
+
+
+def test_console_script_exit_status(tmp_path):
+    """The installed entry point really exits with status 2 (not just main's return value)."""
+    path = tmp_path / "s.yaml"
+    path.write_text(BAD["unknown trainable"][0])
+    proc = subprocess.run([sys.executable, "-m", "search.cli", "run", str(path)], capture_output=True, text=True,
+                          cwd=tmp_path, env={**__import__("os").environ})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().endswith("expected one of: " + ", ".join(sorted(__import__("trainables").REGISTRY)))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_overrides_merge_defaults_fixed_sampled_set(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(GOOD)
+    s = spaces.load(path, ["lr=0.75", "budget.trials=5", "epochs=3"])
+    assert s.base_config["lr"] == 0.75 and "lr" not in s.space.params  # --set beats sampled
+    assert s.base_config["epochs"] == 3  # --set beats fixed
+    assert s.base_config["hidden_size"] == 16  # fixed beats defaults
+    assert s.base_config["bptt"] == 20  # defaults
+    assert s.spec.budget.trials == 5
+
+
+def test_resolved_yaml_round_trips(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(GOOD)
+    s = spaces.load(path, ["dropout=0.1"])
+    again = tmp_path / "resolved.yaml"
+    again.write_text(s.resolved_yaml())
+    assert spaces.load(again).spec == s.spec
+
+
+def test_every_catalogue_file_loads_and_compiles():
+    files = spaces.load_all(spaces.CATALOGUE)
+    assert {"ptb_smoke.yaml", "ptb_zaremba.yaml", "ptb_optimizers.yaml"} <= set(files)
+    for name, s in files.items():
+        assert Path(s.file).read_text().startswith("#"), f"{name} must open with a comment"
+        assert s.space.params, name
+        for point in s.spec.points_to_evaluate:
+            assert s.entry.check({**s.base_config, **point}, s.spec.constraints) is None, (name, point)
+
+
+def test_loader_imports_no_torch():
+    code = "import spaces, sys; spaces.load_all(spaces.CATALOGUE); assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,50 @@
+"""Dict in, dataclass out: the one boundary where a trial's flat config becomes typed.
+
+Config classes are pydantic dataclasses that forbid unknown keys, so a misspelt parameter or a wrong
+type raises here, before any tensor is made. Defaults live in the dataclass and nowhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import pydantic
+from pydantic.dataclasses import dataclass as _pydantic_dataclass
+
+from trainables._errors import ConfigError
+
+T = TypeVar("T")
+
+
+def config_dataclass(cls: type[T]) -> type[T]:
+    """Decorate a trainable's config class: a dataclass that validates types and forbids extra keys."""
+    return _pydantic_dataclass(cls, config=pydantic.ConfigDict(extra="forbid"))
+
+
+def parse_config(cls: type[T], config: Mapping[str, Any]) -> T:
+    """Build ``cls`` from a flat dict, raising ConfigError with one readable line on failure.
+
+    Args:
+        cls: a class made with ``config_dataclass``.
+        config: the trial's flat config (defaults + fixed + sampled).
+    """
+    try:
+        return cls(**dict(config))
+    except pydantic.ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "config"
+        raise ConfigError(f"{field}: {err['msg']}") from None
+    except TypeError as exc:  # unexpected keyword argument, raised before validation
+        raise ConfigError(str(exc)) from None
+
+
+def field_names(cls: type) -> tuple[str, ...]:
+    """The parameter names a config class accepts."""
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def defaults(cls: type) -> dict[str, Any]:
+    """The config class's defaults as a flat dict."""
+    return dataclasses.asdict(cls())

@@ -1,0 +1,65 @@
+"""Metric names every trainable reports, mirrored from DESIGN.md's table.
+
+Torch-free on purpose: ``search``, ``analysis`` and the trainables all import these constants, so a
+misspelt metric is an ImportError or AttributeError at once instead of an empty plot later.
+"""
+
+TRAIN_LOSS = "train_loss"
+VAL_LOSS = "val_loss"
+TRAIN_PPL = "train_ppl"
+VAL_PPL = "val_ppl"
+TEST_PPL = "test_ppl"
+BEST_VAL_PPL = "best_val_ppl"
+TRAIN_ACC = "train_acc"
+VAL_ACC = "val_acc"
+EPOCH = "epoch"
+STEP = "step"
+TOKENS = "tokens"
+FLOPS = "flops"
+LR = "lr"
+WALL_S = "wall_s"
+TOKENS_PER_S = "tokens_per_s"
+MEM_PEAK_MB = "mem_peak_mb"
+PARAMS = "params"
+PARAMS_NONEMBED = "params_nonembed"
+PARAM_NORM = "param_norm"
+DIVERGED = "diverged"
+OOM = "oom"
+# Departure from DESIGN.md's table: 1 on the last report of a trial that ran its whole schedule.
+# Ray marks a trial stopped by ASHA and one that finished alike (``done=True``), so without it the
+# driver could not tell Optuna which trials are COMPLETE and which PRUNED.
+FINISHED = "finished"
+
+ALL = (
+    TRAIN_LOSS, VAL_LOSS, TRAIN_PPL, VAL_PPL, TEST_PPL, BEST_VAL_PPL, TRAIN_ACC, VAL_ACC,
+    EPOCH, STEP, TOKENS, FLOPS, LR, WALL_S, TOKENS_PER_S, MEM_PEAK_MB, PARAMS, PARAMS_NONEMBED,
+    PARAM_NORM, DIVERGED, OOM, FINISHED,
+)
+
+# Final status of a trial, as tagged on its MLflow run.
+COMPLETED = "completed"
+STOPPED_EARLY = "stopped_early"
+STATUS_DIVERGED = "diverged"
+STATUS_OOM = "oom"
+INFEASIBLE = "infeasible"
+ERROR = "error"
+STATUSES = (COMPLETED, STOPPED_EARLY, STATUS_DIVERGED, STATUS_OOM, INFEASIBLE, ERROR)
+
+
+def final_status(last_result: dict | None, error: bool = False) -> str:
+    """The status of a trial from its last report.
+
+    Args:
+        last_result: the trial's last reported metrics (None if it never reported).
+        error: whether the trial ended by raising.
+    """
+    if error:
+        return ERROR
+    last = last_result or {}
+    if last.get(OOM):
+        return STATUS_OOM
+    if last.get(DIVERGED):
+        return STATUS_DIVERGED
+    if last.get(FINISHED):
+        return COMPLETED
+    return STOPPED_EARLY
