@@ -28,6 +28,7 @@ class Entry:
             object store (``tune.with_parameters``).
         resources: default per-trial resources.
         constraint_names: the named checks ``constraints:`` in a search file may use.
+        summarize: ``cfg -> dict`` of sizes and costs (params, FLOPs, steps...) for ``tunelab inspect``.
     """
 
     name: str
@@ -38,6 +39,7 @@ class Entry:
     data_loader: Callable[[Mapping[str, Any]], Any]
     resources: Mapping[str, float] = dataclasses.field(default_factory=lambda: {"cpu": 1, "gpu": 0})
     constraint_names: tuple[str, ...] = ()
+    summarize: Callable[[Any], dict[str, Any]] | None = None
 
     @property
     def parameters(self) -> tuple[str, ...]:
@@ -60,6 +62,14 @@ class Entry:
 
     def flops_per_token(self, config: Mapping[str, Any]) -> int:
         return self.flops(self.parse(config))
+
+    def summary(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """Sizes and costs of ``config`` (no torch, no data): what ``tunelab inspect`` prints."""
+        cfg = self.parse(config)
+        out = {"flops_per_token": self.flops(cfg)}
+        if self.summarize is not None:
+            out.update(self.summarize(cfg))
+        return out
 
     def load_data(self, data: Mapping[str, Any]) -> Any:
         return self.data_loader(data)

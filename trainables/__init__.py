@@ -1,0 +1,39 @@
+"""What runs inside a trial: models, data, training loops and FLOP accounting.
+
+Knows nothing of Optuna, MLflow or the search package. ``REGISTRY[name]`` describes one trainable
+family (see ``Entry``); importing this package does not import torch.
+"""
+
+from trainables import metrics
+from trainables._errors import ConfigError, DataError
+from trainables._registry import Entry
+from trainables.flops import gpt_flops_per_token, rnn_flops_per_token
+from trainables.gpt import config as _gpt_config
+from trainables.gpt import tokens as _gpt_tokens
+from trainables.rnn import config as _rnn_config
+from trainables.rnn import data as _rnn_data
+
+REGISTRY: dict[str, Entry] = {
+    "rnn": Entry(
+        name="rnn",
+        config_cls=_rnn_config.RNNConfig,
+        train_module="trainables.rnn.train",
+        constraint_check=_rnn_config.check,
+        flops=rnn_flops_per_token,
+        data_loader=_rnn_data.load_data,
+        constraint_names=_rnn_config.CONSTRAINTS,
+        summarize=_rnn_config.summary,
+    ),
+    "gpt": Entry(
+        name="gpt",
+        config_cls=_gpt_config.GPTConfig,
+        train_module="trainables.gpt.train",
+        constraint_check=_gpt_config.check,
+        flops=gpt_flops_per_token,
+        data_loader=_gpt_tokens.load_data,
+        constraint_names=_gpt_config.CONSTRAINTS,
+        summarize=_gpt_config.summary,
+    ),
+}
+
+__all__ = ["REGISTRY", "Entry", "ConfigError", "DataError", "metrics"]

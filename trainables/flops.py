@@ -1,0 +1,98 @@
+"""Torch-free FLOP counts for every trainable family: training FLOPs (forward + backward) per token.
+
+Each function counts the matrix multiplies of one model family and nothing else (elementwise work such
+as norms, activations, softmax and the loss is left out), so that it agrees with
+``torch.utils.flop_counter.FlopCounterMode`` on the real model. The search reports ``flops =
+flops_per_token × tokens`` and ASHA compares trials on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+# --- LSTM / GRU language model ------------------------------------------------------------------
+
+
+def rnn_flops_per_token(cfg: Any, vocab_size: int = 10_000) -> int:
+    """Training FLOPs (forward + backward) per token of ``trainables.rnn.model.RNNModel``.
+
+    Forward, per token (2 FLOPs per multiply-add; e = embedding width, h = hidden width, L layers,
+    G = 4 gate blocks for an LSTM, 3 for a GRU, V = vocabulary): layer 1 multiplies its input and its
+    previous hidden state by the stacked gate weights, 2·G·h·(e + h); layers 2..L, 2·G·h·(h + h);
+    the decoder 2·h·V. Backward is 2 × forward (gradients with respect to inputs and to weights),
+    so training = 3 × forward, less one term: each bptt window starts from a detached hidden state
+    (zeros at an epoch's start, the previous window's state after that), so no layer computes the
+    gradient with respect to it, 2·G·h·h FLOPs per layer per window, i.e. 2·G·h·h·L / bptt per token.
+    With that term this is exactly what FlopCounterMode counts on the decomposed recurrence
+    (tests/trainables/test_flops_rnn.py). FlopCounterMode does not see the fused kernels nn.LSTM
+    runs by default (oneDNN's ``mkldnn_rnn_layer`` on CPU, cuDNN's ``_cudnn_rnn`` on CUDA) and then
+    counts the decoder only; with oneDNN disabled nn.LSTM runs ATen's per-step cell, the same
+    arithmetic as mm/addmm calls it does count (nn.GRU takes that path on CPU anyway). The embedding
+    lookup is a gather and its backward a scatter-add, not matmuls; biases, gate nonlinearities,
+    dropout, softmax and the loss are elementwise and left out. Tied weights change nothing: the
+    decoder still multiplies by the (shared) matrix.
+
+    Zaremba small (LSTM 2×200, V = 10,000, bptt 20): 3 × 5,280,000 - 32,000 = 15,808,000.
+
+    Args:
+        cfg: an ``RNNConfig`` (or anything with ``cell``, ``hidden_size``, ``num_layers``, ``bptt``
+            and ``emb_size``, None meaning hidden_size).
+        vocab_size: V, 10,000 for Penn Treebank.
+    """
+    h, n_layers = cfg.hidden_size, cfg.num_layers
+    e = cfg.emb_size if cfg.emb_size is not None else h
+    g = 4 if cfg.cell == "lstm" else 3
+    forward = 2 * g * h * (e + h) + (n_layers - 1) * 2 * g * h * (2 * h) + 2 * h * vocab_size
+    skipped = 2 * g * h * h * n_layers / cfg.bptt  # no gradient into the detached initial state
+    return round(3 * forward - skipped)
+
+
+# --- GPT ----------------------------------------------------------------------------------------
+
+
+def gpt_mlp_width(n_embd: int, mlp_ratio: float) -> int:
+    """Hidden width of a GPT block's MLP (``mlp_ratio × n_embd``, rounded to an integer).
+
+    Args:
+        n_embd: model width d.
+        mlp_ratio: hidden width over model width (4 in GPT-2).
+    """
+    return int(round(mlp_ratio * n_embd))
+
+
+def gpt_flops_per_token(cfg: Any, seq_len: int | None = None) -> int:
+    """Training FLOPs (forward + backward) per token of the decoder-only GPT in ``trainables.gpt``.
+
+    Per layer and token the forward pass multiplies (2 FLOPs per multiply-add):
+    QKV projection 2·d·3d, output projection 2·d·d, MLP 2·d·m + 2·m·d (m = MLP width), attention
+    scores Q·Kᵀ 2·s·d and mixing A·V 2·s·d; after the last layer the LM head adds 2·d·V.
+    This is the accounting of Hoffmann et al. 2022 (Chinchilla), Appendix F, without its elementwise
+    terms, and Kaplan et al. 2020, Table 1, with the full s×s score matrix (the causal mask saves no
+    multiplies in PyTorch's attention) and the LM head included. Backward = 2 × forward (gradients with
+    respect to inputs and to weights), so training = 3 × forward. Embedding lookups are gathers, not
+    multiplies; biases, norms, GELU, softmax and the loss are elementwise and excluded.
+
+    Args:
+        cfg: a ``GPTConfig`` (or anything with ``n_layer``, ``n_embd``, ``mlp_ratio``, ``vocab_size``,
+            ``n_positions`` and optionally ``seq_len``).
+        seq_len: attention context s; default ``cfg.seq_len``, or ``cfg.n_positions`` when that is None.
+    """
+    d, n_layer, vocab = cfg.n_embd, cfg.n_layer, cfg.vocab_size
+    s = seq_len if seq_len is not None else (getattr(cfg, "seq_len", None) or cfg.n_positions)
+    m = gpt_mlp_width(d, cfg.mlp_ratio)
+    dense = 3 * d * d + d * d + 2 * d * m  # multiply-adds of the four weight matrices of a block
+    attention = 2 * s * d  # Q·Kᵀ and A·V: s·d multiply-adds each, per token
+    forward = 2 * (n_layer * (dense + attention) + d * vocab)
+    return 3 * forward
+
+
+def gpt_forward_flops(cfg: Any, batch_size: int, seq_len: int) -> int:
+    """Forward-only FLOPs of one (batch_size, seq_len) batch; a third of the training count.
+
+    Args:
+        cfg: as for ``gpt_flops_per_token``.
+        batch_size: sequences in the batch.
+        seq_len: tokens per sequence.
+    """
+    return gpt_flops_per_token(cfg, seq_len) // 3 * batch_size * seq_len
