@@ -1,0 +1,178 @@
+"""The gpt trainable: what it reports, divergence, out-of-memory, and exact resume through Ray Tune."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import trainables.gpt.train as gpt_train
+from trainables import REGISTRY, metrics
+from trainables._errors import ConfigError, DataError
+from trainables.gpt import tokens
+from trainables.gpt.config import GPTConfig, eval_steps
+from trainables.gpt.schedule import lr_at
+
+pytestmark = pytest.mark.slow  # every test here trains
+
+TINY = dict(
+    vocab_size=65, n_positions=32, n_layer=2, n_head=2, n_embd=32, batch_size=8, dropout=0.1,
+    flop_budget=None, max_steps=40, eval_interval=10, eval_iters=2, max_lr=3e-3, min_lr=3e-4,
+    device="cpu", seed=3,
+)
+
+
+@pytest.fixture(scope="module")
+def token_data(data_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("gpt_tokens")
+    text = (data_dir / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:100_000]
+    (root / "slice.txt").write_text(text, encoding="utf-8")
+    return tokens.prepare(root / "slice.txt", root / "char", "char")
+
+
+def run_local(monkeypatch, config, data, state=None):
+    """Run the trainable in this process; return its reports as (metrics, state copy) pairs."""
+    reports = []
+    monkeypatch.setattr(gpt_train, "report", lambda m, state=None: reports.append((m, copy.deepcopy(state))))
+    monkeypatch.setattr(gpt_train, "load_state", lambda: state)
+    gpt_train.train(config, data)
+    return reports
+
+
+def test_reports_every_metric_once_per_evaluation(monkeypatch, token_data):
+    reports = run_local(monkeypatch, TINY, token_data)
+    cfg = GPTConfig(**TINY)
+    assert [m[metrics.STEP] for m, _ in reports] == eval_steps(cfg) == [10, 20, 30, 40]
+    required = set(metrics.ALL) - {metrics.TEST_PPL}
+    for m, state in reports:
+        assert required <= set(m), required - set(m)
+        assert m[metrics.TOKENS] == m[metrics.STEP] * 8 * 32
+        assert m[metrics.FLOPS] == REGISTRY["gpt"].flops_per_token(TINY) * m[metrics.TOKENS]
+        assert m[metrics.VAL_PPL] == pytest.approx(math.exp(m[metrics.VAL_LOSS]))
+        assert state is not None and state["step"] == m[metrics.STEP]
+    *early, (last, _) = [m for m, _ in reports], reports[-1]
+    assert [m[metrics.FINISHED] for m in early[0][:-1]] == [0, 0, 0] and last[metrics.FINISHED] == 1
+    assert metrics.TEST_PPL in last and not any(metrics.TEST_PPL in m for m in early[0][:-1])
+    assert last[metrics.LR] == pytest.approx(3e-4)  # the last update uses min_lr
+    assert last[metrics.VAL_LOSS] < reports[0][0][metrics.VAL_LOSS] < math.log(65) + 0.5
+    assert last[metrics.BEST_VAL_PPL] == min(m[metrics.VAL_PPL] for m, _ in reports)
+
+
+def test_schedule_values_seed_003():
+    a, b, hi, lo = 100, 1000, 1e-3, 1e-4
+    assert lr_at(0, a, b, hi, lo) == 0.0
+    assert lr_at(a / 2, a, b, hi, lo) == pytest.approx(hi / 2)
+    assert lr_at(a, a, b, hi, lo) == pytest.approx(hi)
+    assert lr_at((a + b) / 2, a, b, hi, lo) == pytest.approx((hi + lo) / 2)
+    assert lr_at(b, a, b, hi, lo) == pytest.approx(lo)
+    assert lr_at(2 * b, a, b, hi, lo) == pytest.approx(lo)
+    assert lr_at(0, 0, b, hi, lo) == pytest.approx(hi)  # no warm-up
+
+
+def test_eval_every_flops_reports_on_flop_rungs(monkeypatch, token_data):
+    cfg = GPTConfig(**TINY)
+    every = 7.5 * cfg.flops_per_step
+    reports = run_local(monkeypatch, {**TINY, "eval_every_flops": every}, token_data)
+    flops = [m[metrics.FLOPS] for m, _ in reports]
+    for k, f in enumerate(flops[:-1], start=1):
+        assert k * every <= f < k * every + cfg.flops_per_step
+    assert reports[-1][0][metrics.STEP] == 40
+
+
+def test_divergence_ends_the_trial_with_a_report(monkeypatch, token_data):
+    reports = run_local(monkeypatch, {**TINY, "diverge_loss": 1.0}, token_data)
+    assert len(reports) == 1
+    m, state = reports[0]
+    assert m[metrics.DIVERGED] == 1 and m[metrics.FINISHED] == 0 and state is None
+
+
+def test_out_of_memory_ends_the_trial_with_a_report(monkeypatch, token_data):
+    real_step = gpt_train.train_step
+
+    def step(trial, lr):
+        if trial.step == 15:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_step(trial, lr)
+
+    monkeypatch.setattr(gpt_train, "train_step", step)
+    reports = run_local(monkeypatch, TINY, token_data)
+    assert [m[metrics.OOM] for m, _ in reports] == [0, 1]
+    assert reports[-1][0][metrics.STEP] == 15 and reports[-1][0][metrics.VAL_PPL] == math.inf
+
+
+def test_out_of_memory_while_building_the_model_is_reported_too(monkeypatch, token_data):
+    def setup(cfg, data):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(gpt_train, "setup", setup)
+    (m, state), = run_local(monkeypatch, TINY, token_data)
+    assert m[metrics.OOM] == 1 and m[metrics.STEP] == 0 and m[metrics.FLOPS] == 0 and state is None
+
+
+def test_config_and_data_errors_before_training(monkeypatch, token_data):
+    with pytest.raises(ConfigError, match="vocab_size"):
+        run_local(monkeypatch, {**TINY, "vocab_size": 20}, token_data)
+    with pytest.raises(ConfigError, match="n_embd"):
+        run_local(monkeypatch, {**TINY, "n_embd": 31}, token_data)
+    with pytest.raises(DataError):
+        run_local(monkeypatch, TINY, None)
+
+
+def test_resume_in_process_is_exact(monkeypatch, token_data):
+    straight = run_local(monkeypatch, TINY, token_data)
+    resumed = run_local(monkeypatch, TINY, token_data, state=straight[1][1])
+    assert [m[metrics.STEP] for m, _ in resumed] == [30, 40]
+    for key in (metrics.VAL_PPL, metrics.TRAIN_LOSS, metrics.PARAM_NORM, metrics.TEST_PPL):
+        assert resumed[-1][0][key] == straight[-1][0][key]
+
+
+def test_resume_through_ray_tune_is_exact(ray_session, token_data, tmp_path):
+    """Two trials in one Tuner: one runs straight; the other raises right after its 2nd report on its
+    first attempt and is restored by Ray from that checkpoint. Both must end identically."""
+    from ray import tune
+
+    def flaky_train(config, data=None):
+        # Test-local wrapper: pops its own key, and makes the trainable's report raise once.
+        import trainables._report as _report
+        import trainables.gpt.train as trainable
+
+        config = dict(config)
+        marker = config.pop("_marker")
+        calls = []
+
+        def report_then_fail(metrics_, state=None):
+            _report.report(metrics_, state)
+            calls.append(1)
+            if marker and len(calls) == 2 and not Path(marker).exists():
+                Path(marker).write_text("failed once")
+                raise RuntimeError("injected failure after the 2nd report")
+
+        trainable.report = report_then_fail
+        try:
+            trainable.train(config, data)
+        finally:
+            trainable.report = _report.report
+
+    marker = tmp_path / "failed_once"
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(flaky_train, data=token_data), {"cpu": 1}),
+        param_space={**TINY, "_marker": tune.grid_search([None, str(marker)])},
+        run_config=tune.RunConfig(
+            name="gpt_resume", storage_path=str(tmp_path / "ray"),
+            failure_config=tune.FailureConfig(max_failures=1), verbose=0,
+        ),
+    )
+    results = tuner.fit()
+    assert marker.exists(), "the injected failure never happened"
+    by_marker = {r.config["_marker"]: r for r in results}
+    straight, resumed = by_marker[None], by_marker[str(marker)]
+    assert straight.error is None and resumed.error is None
+    for r in (straight, resumed):
+        assert r.metrics[metrics.STEP] == 40 and r.metrics[metrics.FINISHED] == 1
+        assert r.metrics["training_iteration"] == 4
+    assert abs(resumed.metrics[metrics.VAL_PPL] - straight.metrics[metrics.VAL_PPL]) < 1e-6
+    assert resumed.metrics[metrics.VAL_PPL] == straight.metrics[metrics.VAL_PPL]
+    assert resumed.metrics[metrics.TEST_PPL] == straight.metrics[metrics.TEST_PPL]

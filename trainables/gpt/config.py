@@ -1,0 +1,389 @@
+"""The GPT trainable's config: one flat dataclass a trial's dict becomes, plus torch-free arithmetic on it.
+
+Nothing here imports torch (except ``check``'s GPU branch, lazily), so the search can validate configs,
+count parameters and FLOPs, and turn a FLOP budget into steps without it. ``tunelab inspect`` prints
+``summary(cfg)``.
+
+Budget arithmetic (DESIGN.md, "FLOPs and budgets"):
+
+    tokens_per_step = batch_size × seq_len × grad_accum
+    steps           = floor(flop_budget / (flops_per_token × tokens_per_step))   (or max_steps)
+    warm-up steps   = warmup_steps, or floor(steps × warmup_frac)
+
+Evaluations happen every ``eval_interval`` optimizer steps, or, when ``eval_every_flops`` is set,
+at the first step whose cumulative FLOPs reach each multiple of it; the last step is always evaluated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from trainables._config import config_dataclass
+from trainables.flops import gpt_flops_per_token, gpt_mlp_width
+
+PosInt = Annotated[int, Field(gt=0)]
+PosFloat = Annotated[float, Field(gt=0)]
+Unit = Annotated[float, Field(ge=0, lt=1)]
+
+CONSTRAINTS = ("model_mb", "params", "memory_mb", "gpu_memory")
+MB = 2**20
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The model's shape, all ``GPT`` in model.py needs (GPT-2 small by default).
+
+    Attributes:
+        vocab_size: token ids are in [0, vocab_size).
+        n_positions: learned positions, the longest context the model takes.
+        n_layer, n_head, n_embd: depth, heads per layer, width d (heads divide d).
+        mlp_ratio: MLP hidden width over d.
+        dropout: on embeddings, attention weights and residual branches.
+        bias: biases in Linear and LayerNorm layers.
+        tie_embeddings: the LM head shares the token embedding matrix.
+        norm: "pre" (GPT-2: LayerNorm before each sub-layer, plus a final one) or "post"
+            (GPT-1 / Vaswani et al.: after each residual sum, no final one).
+    """
+
+    vocab_size: int = 50257
+    n_positions: int = 1024
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    bias: bool = True
+    tie_embeddings: bool = True
+    norm: Literal["pre", "post"] = "pre"
+
+    def __post_init__(self) -> None:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+
+    @property
+    def mlp_width(self) -> int:
+        return gpt_mlp_width(self.n_embd, self.mlp_ratio)
+
+
+@config_dataclass
+class GPTConfig:
+    """Everything one GPT trial needs; the search's flat config maps onto these fields.
+
+    Model (see ``ModelConfig``): vocab_size (must cover the token file's vocabulary), n_positions,
+    n_layer, n_head, n_embd, mlp_ratio, dropout, bias, tie_embeddings, norm.
+
+    Batch and budget:
+        batch_size: sequences per micro-batch.
+        seq_len: tokens per sequence; None means n_positions (seed 003's choice).
+        grad_accum: micro-batches per optimizer step.
+        flop_budget: training FLOPs for the whole trial; fixes the number of steps.
+        max_steps: the number of steps directly. Exactly one of flop_budget and max_steps is set
+            (the default is a budget; set ``flop_budget: null`` to give steps instead).
+
+    Optimizer and schedule:
+        optimizer: adamw (decoupled decay; fused on CUDA), adam (L2 decay), sgd, momentum (SGD with
+            ``momentum``). Weight decay applies to 2-D weights only.
+        max_lr, min_lr: cosine schedule from max_lr (after warm-up) down to min_lr at the last step.
+        lr_ratio: when set, the peak is lr_ratio × min_lr and max_lr is ignored (seed 003 searches
+            min_lr with max_lr = 10 · min_lr).
+        warmup_frac: warm-up steps as a fraction of all steps (seed 003: 1/10), unless
+        warmup_steps: is set.
+        weight_decay, beta1, beta2, momentum: optimizer coefficients.
+        clip: global gradient-norm clip; None or 0 disables it.
+
+    Evaluation:
+        eval_interval: optimizer steps between evaluations.
+        eval_every_flops: when set, evaluate instead whenever cumulative training FLOPs cross the next
+            multiple of it, so trials of different shapes report at (nearly) equal compute, the rungs
+            ASHA compares on with ``time_attr: flops``.
+        eval_iters: validation batches per evaluation, always the same windows (a fixed slice).
+
+    Runtime:
+        compile: torch.compile the model (worth it on CUDA; on CPU it needs a C++ compiler).
+        device: auto (CUDA when the trial has a GPU), cpu or cuda.
+        seed: seeds Python, NumPy, torch and the training-window generator.
+        diverge_loss: a training or validation loss above this (or NaN/inf) ends the trial as
+            diverged; None means 2 · ln(vocab_size), twice the loss of a uniform guess.
+    """
+
+    vocab_size: PosInt = 50257
+    n_positions: PosInt = 128
+    n_layer: PosInt = 4
+    n_head: PosInt = 4
+    n_embd: PosInt = 256
+    mlp_ratio: PosFloat = 4.0
+    dropout: Unit = 0.0
+    bias: bool = True
+    tie_embeddings: bool = True
+    norm: Literal["pre", "post"] = "pre"
+
+    batch_size: PosInt = 32
+    seq_len: PosInt | None = None
+    grad_accum: PosInt = 1
+    flop_budget: PosFloat | None = 1e15
+    max_steps: PosInt | None = None
+
+    optimizer: Literal["adamw", "adam", "sgd", "momentum"] = "adamw"
+    max_lr: PosFloat = 1e-3
+    min_lr: Annotated[float, Field(ge=0)] = 1e-4
+    lr_ratio: Annotated[float, Field(ge=1)] | None = None
+    warmup_frac: Unit = 0.1
+    warmup_steps: Annotated[int, Field(ge=0)] | None = None
+    weight_decay: Annotated[float, Field(ge=0)] = 0.1
+    beta1: Unit = 0.9
+    beta2: Unit = 0.95
+    momentum: Unit = 0.9
+    clip: Annotated[float, Field(ge=0)] | None = 1.0
+
+    eval_interval: PosInt = 100
+    eval_every_flops: PosFloat | None = None
+    eval_iters: PosInt = 20
+
+    compile: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0
+    diverge_loss: PosFloat | None = None
+
+    def __post_init__(self) -> None:
+        # Fail before computing (STYLE.md 3): every cross-field rule, with the fields named.
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if self.seq_len is not None and self.seq_len > self.n_positions:
+            raise ValueError(f"seq_len={self.seq_len} exceeds n_positions={self.n_positions}")
+        if (self.flop_budget is None) == (self.max_steps is None):
+            raise ValueError("set exactly one of flop_budget and max_steps (the other to null)")
+        if self.min_lr > self.peak_lr:
+            raise ValueError(f"min_lr={self.min_lr} exceeds the peak learning rate {self.peak_lr}")
+        steps = self.steps
+        if steps < 1:
+            raise ValueError(
+                f"flop_budget={self.flop_budget:.3g} buys no optimizer step: one step costs "
+                f"{self.flops_per_step:.3g} FLOPs ({self.flops_per_token} per token × {self.tokens_per_step} tokens)"
+            )
+        if self.warmup_steps is not None and self.warmup_steps > steps:
+            raise ValueError(f"warmup_steps={self.warmup_steps} exceeds the {steps} training steps")
+        if self.eval_every_flops is not None:
+            if self.eval_every_flops > steps * self.flops_per_step:
+                raise ValueError(
+                    f"eval_every_flops={self.eval_every_flops:.3g} exceeds the trial's "
+                    f"{steps * self.flops_per_step:.3g} training FLOPs: no evaluation before the end"
+                )
+        elif self.eval_interval > steps:
+            raise ValueError(f"eval_interval={self.eval_interval} exceeds the {steps} training steps")
+
+    # --- derived quantities (properties, so the dict a trial got stays the dict it was given) ----
+    @property
+    def model(self) -> ModelConfig:
+        """The model-shape part."""
+        return ModelConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ModelConfig)})
+
+    @property
+    def context(self) -> int:
+        """Tokens per training sequence: seq_len, or n_positions when seq_len is None."""
+        return self.seq_len if self.seq_len is not None else self.n_positions
+
+    @property
+    def peak_lr(self) -> float:
+        """The learning rate at the end of warm-up: lr_ratio × min_lr when lr_ratio is set, else max_lr."""
+        return self.lr_ratio * self.min_lr if self.lr_ratio is not None else self.max_lr
+
+    @property
+    def flops_per_token(self) -> int:
+        return gpt_flops_per_token(self, self.context)
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.context * self.grad_accum
+
+    @property
+    def flops_per_step(self) -> int:
+        return self.flops_per_token * self.tokens_per_step
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps of the whole trial (``steps_from_budget``)."""
+        return steps_from_budget(self)
+
+    @property
+    def warmup(self) -> int:
+        """Warm-up steps: warmup_steps, or floor(steps × warmup_frac)."""
+        if self.warmup_steps is not None:
+            return self.warmup_steps
+        return math.floor(self.steps * self.warmup_frac)
+
+    @property
+    def loss_ceiling(self) -> float:
+        return self.diverge_loss if self.diverge_loss is not None else 2.0 * math.log(self.vocab_size)
+
+
+def steps_from_budget(cfg: GPTConfig) -> int:
+    """Optimizer steps a config trains for.
+
+    steps = floor(flop_budget / (flops_per_token × batch_size × seq_len × grad_accum)) (DESIGN.md),
+    or max_steps when no budget is given.
+
+    Args:
+        cfg: the trial's config.
+    """
+    if cfg.max_steps is not None:
+        return cfg.max_steps
+    # The product is an exact integer; dividing the float budget by it and flooring is exact enough
+    # (budgets are far below 2**53 × flops_per_step).
+    return math.floor(cfg.flop_budget / cfg.flops_per_step)
+
+
+def eval_steps(cfg: GPTConfig) -> list[int]:
+    """The optimizer steps (1-based, increasing) after which the trial evaluates and reports.
+
+    Every ``eval_interval`` steps, or at the first step whose cumulative FLOPs reach each multiple of
+    ``eval_every_flops``; the last step is always included.
+
+    Args:
+        cfg: the trial's config.
+    """
+    steps = cfg.steps
+    if cfg.eval_every_flops is None:
+        points = set(range(cfg.eval_interval, steps + 1, cfg.eval_interval))
+    else:
+        per_step = cfg.flops_per_step
+        total_multiples = math.floor(steps * per_step / cfg.eval_every_flops)
+        points = {math.ceil(k * cfg.eval_every_flops / per_step) for k in range(1, total_multiples + 1)}
+    points.add(steps)
+    return sorted(p for p in points if 1 <= p <= steps)
+
+
+def param_count(cfg: GPTConfig | ModelConfig, non_embedding: bool = False) -> int:
+    """Parameters of ``GPT(cfg)``, in closed form (tied weights counted once).
+
+    Per block (d = n_embd, m = MLP width, b = 1 with bias else 0): attention 4d² + 4bd (the 3d×d QKV
+    and d×d output projections: 4d(d+1) with bias, 4d² without, as in seed 002), MLP 2dm + b(m + d),
+    two LayerNorms 2(d + bd). Plus token (V·d) and position (n_positions·d) embeddings, a final
+    LayerNorm with pre-norm, and an untied LM head (V·d). GPT-2 small: 124,439,808.
+
+    Args:
+        cfg: the config or its model part.
+        non_embedding: leave out the token and position embeddings (Kaplan et al. 2020's N).
+    """
+    d, v, b = cfg.n_embd, cfg.vocab_size, int(cfg.bias)
+    m = gpt_mlp_width(d, cfg.mlp_ratio)
+    layer_norm = d + b * d
+    block = (4 * d * d + 4 * b * d) + (2 * d * m + b * (m + d)) + 2 * layer_norm
+    total = cfg.n_layer * block + (layer_norm if cfg.norm == "pre" else 0)
+    if not cfg.tie_embeddings:
+        total += v * d  # the LM head (no bias)
+    if not non_embedding:
+        total += v * d + cfg.n_positions * d
+    return total
+
+
+def params_nonembed(cfg: GPTConfig | ModelConfig) -> int:
+    """Parameters without token and position embeddings (an untied LM head is counted)."""
+    return param_count(cfg, non_embedding=True)
+
+
+def model_mb(cfg: GPTConfig | ModelConfig) -> float:
+    """fp32 parameter bytes / 2**20 (seed 003's "model size", which it keeps within [50, 98] MB)."""
+    return param_count(cfg) * 4 / MB
+
+
+def memory_estimate_mb(cfg: GPTConfig) -> float:
+    """A conservative estimate of one trial's peak accelerator memory in MB (bf16 autocast on CUDA).
+
+    Weights, gradients and optimizer state: 4 + 4 + (8 Adam, 4 momentum, 0 SGD) bytes per parameter.
+    Activations of one micro-batch (b sequences of s tokens): per layer s·b·d·34 bytes, Korthikanti et
+    al. 2022 ("Reducing Activation Recomputation"), eq. 1 for 16-bit activations with dropout, without
+    its 5·a·s²·b term because the fused attention kernels do not store the score matrix; plus the
+    logits, 10·b·s·V bytes (bf16 logits, fp32 log-softmax and its gradient).
+
+    Args:
+        cfg: the trial's config.
+    """
+    state_bytes = {"adamw": 16, "adam": 16, "momentum": 12, "sgd": 8}[cfg.optimizer]
+    tokens = cfg.batch_size * cfg.context
+    activations = cfg.n_layer * tokens * cfg.n_embd * 34 + 10 * tokens * cfg.vocab_size
+    return (param_count(cfg) * state_bytes + activations) / MB
+
+
+def summary(cfg: GPTConfig) -> dict[str, Any]:
+    """What ``tunelab inspect`` prints for a config: sizes, cost and schedule.
+
+    Args:
+        cfg: the trial's config.
+    """
+    steps = cfg.steps
+    return {
+        "params": param_count(cfg),
+        "params_nonembed": params_nonembed(cfg),
+        "model_mb": round(model_mb(cfg), 2),
+        "flops_per_token": cfg.flops_per_token,
+        "tokens_per_step": cfg.tokens_per_step,
+        "steps": steps,
+        "warmup_steps": cfg.warmup,
+        "tokens": steps * cfg.tokens_per_step,
+        "flops": steps * cfg.flops_per_step,
+        "evaluations": len(eval_steps(cfg)),
+        "peak_lr": cfg.peak_lr,
+        "memory_estimate_mb": round(memory_estimate_mb(cfg), 1),
+    }
+
+
+def check(cfg: GPTConfig, constraints: Mapping[str, Any]) -> str | None:
+    """Why a parsed config cannot run under a search's constraints, or None when it can.
+
+    Constraints (a search file's ``constraints:``):
+        model_mb: [lo, hi] on fp32 parameter MB (seed 003 rejects models < 50 or > 98 MB).
+        params: [lo, hi] on the parameter count.
+        memory_mb: hi, the most accelerator MB ``memory_estimate_mb`` may reach.
+        gpu_memory: f in (0, 1], the share of the local GPU's total memory a trial may fill (set it to
+            the trial's ``resources.gpu``, times some headroom). Checked only where this process sees a
+            CUDA device; total rather than free memory, so that trials already running on the same GPU
+            do not make the answer depend on timing.
+
+    Args:
+        cfg: a parsed config.
+        constraints: name -> bound.
+    """
+    for name, bound in constraints.items():
+        if name == "model_mb":
+            reason = _window(name, model_mb(cfg), bound, "{:.1f}")
+        elif name == "params":
+            reason = _window(name, param_count(cfg), bound, "{:,}")
+        elif name == "memory_mb":
+            est = memory_estimate_mb(cfg)
+            reason = f"memory estimate {est:.0f} MB exceeds memory_mb={bound}" if est > float(bound) else None
+        elif name == "gpu_memory":
+            reason = _gpu_memory(cfg, float(bound))
+        else:
+            reason = f"unknown constraint {name!r}; the gpt trainable knows {', '.join(CONSTRAINTS)}"
+        if reason:
+            return reason
+    return None
+
+
+def _window(name: str, value: float, bound: Any, fmt: str) -> str | None:
+    try:
+        lo, hi = (float(x) for x in bound)
+    except (TypeError, ValueError):
+        return f"constraint {name} must be [lo, hi], got {bound!r}"
+    if lo <= value <= hi:
+        return None
+    return f"{name} {fmt.format(value)} outside [{fmt.format(lo)}, {fmt.format(hi)}]"
+
+
+def _gpu_memory(cfg: GPTConfig, fraction: float) -> str | None:
+    if cfg.device == "cpu":
+        return None
+    import torch  # only here: the rest of this module stays torch-free
+
+    if not torch.cuda.is_available():
+        return None
+    total = torch.cuda.get_device_properties(0).total_memory / MB
+    est = memory_estimate_mb(cfg)
+    if est > fraction * total:
+        return f"memory estimate {est:.0f} MB exceeds {fraction:g} × {total:.0f} MB of the GPU"
+    return None
