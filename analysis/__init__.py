@@ -1,0 +1,45 @@
+"""MLflow runs of a search -> Arrow tables and Parquet -> tables, figures and reports.
+
+``load(experiment, tracking_uri)`` turns one search (its parent run and one child run per trial) into
+two Arrow tables, ``runs`` and ``history``; everything else is built on those two tables. Reads MLflow
+only, never imports ``search``. pandas backs the tables; matplotlib is imported only when a figure is
+drawn, and figures never touch pyplot's global state.
+
+Example:
+    >>> import analysis
+    >>> runs, history = analysis.load("ptb-smoke", "sqlite:///runs/mlflow.db")
+    >>> print(analysis.to_markdown(analysis.trial_table(runs, history)))
+    >>> analysis.plot_curves(runs, history, x="wall_s").save("figures")
+    >>> analysis.report("ptb-smoke", "sqlite:///runs/mlflow.db", "reports/ptb-smoke")
+"""
+
+from analysis._asha import Rungs, plot_asha, rungs
+from analysis._curves import plot_curves
+from analysis._errors import AnalysisError
+from analysis._importance import param_importance, plot_importance, rebuild_study
+from analysis._isoflop import BudgetFit, IsoFlopFit, isoflop_fit, plot_isoflop
+from analysis._load import load, typed_column
+from analysis._pareto import pareto_front, plot_pareto
+from analysis._parquet import read_parquet, to_parquet
+from analysis._plot import Plot
+from analysis._report import report
+from analysis._schema import metric_keys, metric_mode, param_columns, search_info, varied_params
+from analysis._tables import (
+    companion_metric,
+    format_mean_std,
+    seed_table,
+    status_counts,
+    to_html,
+    to_markdown,
+    top_k,
+    trial_table,
+)
+
+__all__ = [
+    "AnalysisError", "BudgetFit", "IsoFlopFit", "Plot", "Rungs",
+    "companion_metric", "format_mean_std", "isoflop_fit", "load", "metric_keys", "metric_mode",
+    "param_columns", "param_importance", "pareto_front", "plot_asha", "plot_curves", "plot_importance",
+    "plot_isoflop", "plot_pareto", "read_parquet", "rebuild_study", "report", "rungs", "search_info",
+    "seed_table", "status_counts", "to_html", "to_markdown", "to_parquet", "top_k", "trial_table",
+    "typed_column", "varied_params",
+]

@@ -1,0 +1,114 @@
+"""``Plot``: a matplotlib figure with its caption, saved as PNG and SVG; helpers the figures share.
+
+Figures are made with ``matplotlib.figure.Figure`` directly, never through pyplot, so nothing here
+changes the global backend (a notebook keeps its inline backend) and rendering goes through Agg.
+matplotlib is imported lazily (STYLE rule 10): ``import analysis`` does not import it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+STATUS_COLORS = {
+    "completed": "#1b9e77", "stopped_early": "#7570b3", "diverged": "#d95f02", "oom": "#e7298a",
+    "error": "#666666", "infeasible": "#a6761d",
+}
+AXIS_LABELS = {
+    "epoch": "epoch", "wall_s": "wall-clock training time (s)", "flops": "training FLOPs",
+    "step": "optimizer step", "tokens": "training tokens", "training_iteration": "report (training iteration)",
+    "params": "parameters", "params_nonembed": "non-embedding parameters",
+}
+
+
+@dataclasses.dataclass
+class Plot:
+    """One figure of a report.
+
+    Attributes:
+        figure: the matplotlib ``Figure``.
+        caption: what it shows, in a sentence or three (printed under it in reports, and drawn into
+            the saved image).
+        name: file stem for ``save``.
+        data: the numbers behind it, where they are worth having (importances, a fit, a front).
+    """
+
+    figure: Any
+    caption: str
+    name: str
+    data: Any = None
+
+    def save(self, directory: str | Path, formats: tuple[str, ...] = ("png", "svg"), dpi: int = 120) -> list[Path]:
+        """Write ``<name>.png`` and ``<name>.svg`` (caption included) into ``directory``.
+
+        Args:
+            directory: created if missing.
+            formats: file formats matplotlib knows.
+            dpi: resolution of raster formats.
+
+        Returns:
+            The written paths.
+        """
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = []
+        with _captioned(self):
+            for fmt in formats:
+                path = out / f"{self.name}.{fmt}"
+                self.figure.savefig(path, format=fmt, dpi=dpi, bbox_inches="tight")
+                paths.append(path)
+        return paths
+
+    def png(self, dpi: int = 100) -> bytes:
+        """The figure as PNG bytes (without the caption)."""
+        buf = io.BytesIO()
+        self.figure.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+        return buf.getvalue()
+
+    def _repr_png_(self) -> bytes:  # Jupyter shows a Plot as its image
+        return self.png()
+
+
+class _captioned:
+    """Draw the caption under the axes while saving, then take it off again."""
+
+    def __init__(self, plot: Plot):
+        self.plot = plot
+        self.text = None
+
+    def __enter__(self):
+        fig = self.plot.figure
+        width = max(40, int(fig.get_figwidth() * 14))
+        self.text = fig.text(0.01, 0.0, textwrap.fill(self.plot.caption, width), ha="left", va="top", fontsize=8)
+        return self
+
+    def __exit__(self, *exc):
+        self.text.remove()
+        return False
+
+
+def new_figure(ncols: int = 1, nrows: int = 1, width: float = 5.0, height: float = 3.6):
+    """A constrained-layout ``Figure`` and its axes (a flat list)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, [ax for row in axes for ax in row]
+
+
+def label(key: str) -> str:
+    """Axis label of a metric or counter."""
+    return AXIS_LABELS.get(key, key)
+
+
+def trial_labels(runs: pa.Table) -> dict[str, str]:
+    """run_id -> a legend label: the run name ("t003 lr=0.52 dropout=0.31"), else the trial id."""
+    ids = runs.column("run_id").to_pylist()
+    names = runs.column("run_name").to_pylist()
+    trials = runs.column("trial_id").to_pylist()
+    return {i: (n or t or i[:8]) for i, n, t in zip(ids, names, trials)}

@@ -1,0 +1,232 @@
+"""``report``: one search -> report.md and report.html (tables and figures), logged on its parent run.
+
+What ``tunelab report NAME`` writes. The report is a list of blocks (headings, paragraphs, tables,
+figures) rendered twice: Markdown that points at ``figures/*.png``, and a self-contained HTML page with
+the PNGs inlined (so it also displays inside the MLflow UI, where relative links do not resolve).
+A figure the search has no data for (no FLOP budget, one trial) becomes a one-line note instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import re
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from analysis._asha import plot_asha
+from analysis._curves import plot_curves
+from analysis._errors import AnalysisError
+from analysis._importance import plot_importance
+from analysis._isoflop import BUDGET_PARAM, plot_isoflop
+from analysis._load import load
+from analysis._pareto import plot_pareto
+from analysis._parquet import to_parquet
+from analysis._plot import Plot
+from analysis._schema import SEED, search_info
+from analysis._tables import format_mean_std, seed_table, status_counts, to_html, to_markdown, top_k, trial_table
+from trainables import metrics
+
+ARTIFACT_PATH = "report"
+FIGURES = "figures"
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 7px}
+th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
+figure{margin:1em 0 2em}figure img{max-width:100%}figcaption{font-size:0.85em;color:#444}
+code,pre{background:#f6f6f6;padding:1px 4px}"""
+
+
+def report(
+    experiment: str,
+    tracking_uri: str | None = None,
+    out_dir: str | Path | None = None,
+    parent_run: str | None = None,
+    *,
+    log_artifacts: bool = True,
+    top: int = 5,
+) -> Path:
+    """Write report.md and report.html for one search and log them on its parent run under ``report/``.
+
+    The report holds: what was searched (trainable, sampler, scheduler, metric), how the trials ended
+    (status counts, infeasible configs included), the best ``top`` configs, the per-trial table of seed
+    report 000 (best validation metric with the training metric, epoch and wall-clock at that report,
+    peak memory, parameter count), mean ± std over seeds for configs run with several seeds, learning
+    curves against epochs, wall-clock and FLOPs, ASHA rungs, fANOVA parameter importance, Pareto
+    fronts against FLOPs and wall-clock, and for FLOP-budget searches the iso-FLOP fit. The folder also
+    gets ``figures/`` (PNG and SVG) and ``data/`` (the two tables as Parquet).
+
+    Args:
+        experiment: the search's name (its MLflow experiment).
+        tracking_uri: where MLflow is; None uses MLflow's default.
+        out_dir: folder to write into; None is ``./reports/<experiment>``.
+        parent_run: one launch of the search; None is the latest.
+        log_artifacts: also log report.md, report.html and figures/ on the parent run under ``report/``.
+        top: how many configs the top-k table shows.
+
+    Returns:
+        The folder holding report.md and report.html.
+
+    Raises:
+        AnalysisError: unknown experiment, or a search without trial runs.
+    """
+    runs, history = load(experiment, tracking_uri, parent_run)
+    out = Path(out_dir) if out_dir is not None else Path("reports") / experiment
+    out.mkdir(parents=True, exist_ok=True)
+    to_parquet((runs, history), out / "data")
+    blocks = build_blocks(runs, history, top=top)
+    for block in blocks:
+        if block[0] == "figure":
+            block[1].save(out / FIGURES)
+    info = search_info(runs)
+    (out / "report.md").write_text(render_markdown(blocks))
+    images = {b[1].name: (out / FIGURES / f"{b[1].name}.png").read_bytes() for b in blocks if b[0] == "figure"}
+    (out / "report.html").write_text(render_html(blocks, title=f"{experiment}: search report", images=images))
+    if log_artifacts:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=info["tracking_uri"])
+        parent = info["parent_run_id"]
+        client.log_artifact(parent, str(out / "report.md"), ARTIFACT_PATH)
+        client.log_artifact(parent, str(out / "report.html"), ARTIFACT_PATH)
+        if (out / FIGURES).exists():
+            client.log_artifacts(parent, str(out / FIGURES), f"{ARTIFACT_PATH}/{FIGURES}")
+    return out
+
+
+def build_blocks(runs: pa.Table, history: pa.Table, *, top: int = 5) -> list[tuple]:
+    """The report's content: ("h", level, text), ("p", text), ("pre", text), ("table", df, caption)
+    and ("figure", Plot) blocks, in order.
+
+    Args:
+        runs, history: the tables of ``load``.
+        top: rows of the top-k table.
+    """
+    info = search_info(runs)
+    metric, mode = info["metric"], info["mode"]
+    tags = info["parent_tags"]
+    blocks: list[tuple] = [("h", 1, f"Search report: {info.get('experiment', '')}")]
+    table = trial_table(runs, history)
+    ranked = table.sort_values(f"best_{metric}", ascending=(mode == "min"), na_position="last")
+    facts = [
+        f"Parent run `{info.get('parent_run_id')}` ({info.get('parent_run_name')}), "
+        f"trainable `{tags.get('tunelab.trainable', '?')}`, sampler `{tags.get('tunelab.sampler', '?')}`, "
+        f"scheduler `{tags.get('tunelab.scheduler', '?')}`, spec hash `{tags.get('tunelab.spec_hash', '?')}`.",
+        f"Objective: {mode}imise `{metric}`. {runs.num_rows} trials ran.",
+    ]
+    if len(ranked) and pd.notna(ranked.iloc[0][f"best_{metric}"]):
+        best = ranked.iloc[0]
+        facts.append(f"Best trial: `{best['trial_id']}` with {metric} = {best[f'best_{metric}']:.4g}.")
+    blocks.append(("p", " ".join(facts)))
+    blocks.append(("p", f"Generated {datetime.datetime.now().isoformat(timespec='seconds')} from "
+                        f"`{info.get('tracking_uri')}`."))
+
+    blocks.append(("h", 2, "Trials"))
+    blocks.append(("table", status_counts(runs), "How the trials ended. Infeasible configs were rejected "
+                   "by the trainable's check before training and have no run of their own."))
+    blocks.append(("table", top_k(runs, history, top),
+                   f"The {min(top, runs.num_rows)} best trials by their best {metric}."))
+    blocks.append(("table", table, f"Every trial in start order: its varied parameters, its best {metric}, "
+                   "and at that same report the training counterpart, epoch and wall-clock seconds; "
+                   "peak memory (MB) over the trial and parameter count (seed report 000's tables)."))
+    seeds = seed_table(runs, history)
+    if SEED in runs.column_names and (seeds["n"] > 1).any():
+        blocks.append(("h", 2, "Repeated configs"))
+        blocks.append(("table", format_mean_std(seeds), "Mean ± sample standard deviation over seeds of every "
+                       "config (all varied parameters but the seed); n is the number of trials."))
+
+    blocks.append(("h", 2, "Learning curves"))
+    keys = set(history.column("key").unique().to_pylist())
+    for x in (metrics.EPOCH, metrics.WALL_S, metrics.FLOPS):
+        if x in keys:
+            blocks.append(_figure(lambda x=x: plot_curves(runs, history, x), f"curves against {x}"))
+
+    stopped = metrics.STOPPED_EARLY in runs.column("status").to_pylist()
+    if tags.get("tunelab.scheduler") in ("asha", "hyperband") or stopped:
+        blocks.append(("h", 2, "Early stopping"))
+        blocks.append(_figure(lambda: plot_asha(runs, history), "ASHA rungs"))
+
+    blocks.append(("h", 2, "Parameter importance"))
+    blocks.append(_figure(lambda: plot_importance(runs), "parameter importance"))
+
+    blocks.append(("h", 2, "Cost and quality"))
+    for x in (metrics.FLOPS, metrics.WALL_S):
+        blocks.append(_figure(lambda x=x: plot_pareto(runs, x), f"Pareto front against {x}"))
+
+    if BUDGET_PARAM in runs.column_names:
+        blocks.append(("h", 2, "Iso-FLOP scaling"))
+        block = _figure(lambda: plot_isoflop(runs), "iso-FLOP fit")
+        blocks.append(block)
+        if block[0] == "figure":
+            blocks.append(("pre", str(block[1].data)))
+    return blocks
+
+
+def _figure(make, what: str) -> tuple:
+    try:
+        return ("figure", make())
+    except AnalysisError as exc:
+        return ("p", f"*No {what}: {exc}.*")
+
+
+def render_markdown(blocks: list[tuple]) -> str:
+    """Blocks as Markdown; figures link ``figures/<name>.png`` and its SVG."""
+    parts = []
+    for block in blocks:
+        kind = block[0]
+        if kind == "h":
+            parts.append("#" * block[1] + " " + block[2])
+        elif kind == "p":
+            parts.append(block[1])
+        elif kind == "pre":
+            parts.append("```\n" + block[1] + "\n```")
+        elif kind == "table":
+            parts.append(to_markdown(block[1]) + "\n\n" + f"*{_md_escape(block[2])}*")
+        elif kind == "figure":
+            plot: Plot = block[1]
+            parts.append(f"![{plot.name}]({FIGURES}/{plot.name}.png)\n\n"
+                         f"*{_md_escape(plot.caption)}* ([SVG]({FIGURES}/{plot.name}.svg))")
+    return "\n\n".join(parts) + "\n"
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("*", "\\*").replace("_", "\\_")
+
+
+def render_html(blocks: list[tuple], title: str, images: dict[str, bytes] | None = None) -> str:
+    """Blocks as one self-contained HTML page (PNG figures inlined as data URIs).
+
+    Args:
+        blocks: from ``build_blocks``.
+        title: the page title.
+        images: figure name -> PNG bytes already rendered; figures not in it are rendered here.
+    """
+    parts = []
+    for block in blocks:
+        kind = block[0]
+        if kind == "h":
+            parts.append(f"<h{block[1]}>{html.escape(block[2])}</h{block[1]}>")
+        elif kind == "p":
+            parts.append(f"<p>{_inline(block[1])}</p>")
+        elif kind == "pre":
+            parts.append(f"<pre>{html.escape(block[1])}</pre>")
+        elif kind == "table":
+            parts.append(to_html(block[1]) + f"\n<p><em>{_inline(block[2])}</em></p>")
+        elif kind == "figure":
+            plot: Plot = block[1]
+            png = (images or {}).get(plot.name) or plot.png()
+            data = base64.b64encode(png).decode()
+            parts.append(f'<figure><img alt="{html.escape(plot.name)}" src="data:image/png;base64,{data}">'
+                         f"<figcaption>{html.escape(plot.caption)}</figcaption></figure>")
+    body = "\n".join(parts)
+    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
+
+
+def _inline(text: str) -> str:
+    """The little Markdown the paragraphs use (`code`, *emphasis*) as HTML."""
+    out = html.escape(text)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", out)

@@ -1,0 +1,111 @@
+"""How long ``analysis.load`` takes on a big search: bulk SQL against one request per run and metric.
+
+    python bench/analysis_load.py                 # 200 trials x 12 metrics x 50 steps; about 2 minutes
+    python bench/analysis_load.py --runs 50       # quicker
+
+Builds, in a temporary folder, a SQLite MLflow store in the layout ``search`` writes (one parent run;
+``--runs`` child runs, each with ``--metrics`` metrics logged at ``--steps`` steps in one
+``MlflowClient.log_batch``), then times ``analysis.load`` with its two history paths:
+
+- ``sql``: the ``metrics`` table read directly, one ``run_uuid IN (...)`` query per 500 runs (what
+  ``load`` does for ``sqlite://`` and other database URIs);
+- ``client``: ``MlflowClient.get_metric_history`` per run and metric, eight threads (what it does for
+  an ``http://`` tracking server, where it is the only way).
+
+Both include listing the runs (``search_runs``) and building the Arrow tables; MLflow's import and store
+start-up are paid once before timing. The two must give identical tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import analysis
+from trainables import metrics
+
+KEYS = (
+    metrics.TRAIN_LOSS, metrics.VAL_LOSS, metrics.TRAIN_PPL, metrics.VAL_PPL, metrics.BEST_VAL_PPL,
+    metrics.EPOCH, metrics.STEP, metrics.TOKENS, metrics.FLOPS, metrics.LR, metrics.WALL_S, metrics.MEM_PEAK_MB,
+    metrics.TRAIN_ACC, metrics.VAL_ACC, metrics.TOKENS_PER_S, metrics.PARAM_NORM,
+)
+
+
+def build_store(root: Path, n_runs: int, n_metrics: int, n_steps: int, experiment: str) -> tuple[str, float]:
+    """Write the store; returns (tracking URI, seconds it took)."""
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    t0 = time.perf_counter()
+    exp = client.create_experiment(experiment, artifact_location=(root / "artifacts").resolve().as_uri())
+    parent = client.create_run(exp, run_name=f"{experiment} (search)", tags={"tunelab.trainable": "rnn"}).info.run_id
+    client.log_batch(parent, params=[Param("metric", "val_ppl"), Param("mode", "min")])
+    keys = [KEYS[i] if i < len(KEYS) else f"extra_{i}" for i in range(n_metrics)]
+    now = int(time.time() * 1000)
+    for i in range(n_runs):
+        lr, dropout = 10 ** (-1 + 2 * ((i * 37) % 100) / 100), ((i * 13) % 50) / 100
+        run = client.create_run(exp, run_name=f"t{i:03d} lr={lr:.3g} dropout={dropout}", tags={
+            "mlflow.parentRunId": parent, "tunelab.trial_id": f"{i:08x}", "tunelab.status": "completed"})
+        values = [
+            Metric(k, 5.0 + 2.0 / s + 0.01 * j + 0.1 * math.log(lr) ** 2, now + 1000 * s, s)
+            for s in range(1, n_steps + 1) for j, k in enumerate(keys)
+        ]
+        params = [Param("lr", str(lr)), Param("dropout", str(dropout)), Param("cell", "lstm" if i % 2 else "gru"),
+                  Param("seed", str(i % 3)), Param("hidden_size", "200"), Param("epochs", str(n_steps))]
+        for j in range(0, len(values), 1000):  # MLflow takes at most 1000 metrics per batch
+            client.log_batch(run.info.run_id, metrics=values[j:j + 1000], params=params if j == 0 else [])
+        client.set_terminated(run.info.run_id, "FINISHED")
+    client.set_terminated(parent, "FINISHED")
+    return uri, time.perf_counter() - t0
+
+
+def time_load(experiment: str, uri: str, method: str, repeat: int):
+    times, tables = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        tables = analysis.load(experiment, uri, method=method)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), tables
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, default=200)
+    p.add_argument("--metrics", type=int, default=12)
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--repeat", type=int, default=3, help="timings per method (median); client runs once")
+    args = p.parse_args(argv)
+    experiment = "bench-analysis-load"
+    with tempfile.TemporaryDirectory() as tmp:
+        uri, build_s = build_store(Path(tmp), args.runs, args.metrics, args.steps, experiment)
+        analysis.load(experiment, uri, method="sql")  # warm: imports, store start-up, page cache
+        sql_s, (runs_sql, hist_sql) = time_load(experiment, uri, "sql", args.repeat)
+        client_s, (runs_cl, hist_cl) = time_load(experiment, uri, "client", 1)
+        same = runs_sql.equals(runs_cl, check_metadata=True) and hist_sql.equals(hist_cl)
+    rows = hist_sql.num_rows
+    print(f"analysis.load on SQLite: {args.runs} runs x {args.metrics} metrics x {args.steps} steps "
+          f"= {rows:,} history rows (store built with log_batch in {build_s:.1f} s)")
+    print()
+    print("| history path | requests | load (s) | rows/s | speed-up |")
+    print("|---|---:|---:|---:|---:|")
+    n_queries = math.ceil(args.runs / 500)
+    print(f"| sql (metrics table, run_uuid IN ...) | {n_queries} | {sql_s:.2f} | {rows / sql_s:,.0f} | "
+          f"{client_s / sql_s:.1f}x |")
+    print(f"| client (get_metric_history per run and key, 8 threads) | {args.runs * args.metrics:,} | "
+          f"{client_s:.2f} | {rows / client_s:,.0f} | 1.0x |")
+    print()
+    print(f"tables identical: {same}; runs table {runs_sql.num_rows} rows x {runs_sql.num_columns} columns")
+
+
+if __name__ == "__main__":
+    main()
