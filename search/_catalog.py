@@ -39,12 +39,17 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def tracking_uri(storage: Path, name: str | None) -> str:
-    """The tracking URI of search ``name``, or the results root's default database."""
+def state(storage: Path, name: str) -> dict:
+    """What ``tunelab run`` recorded about search ``name``: its tracking URI, experiment, parent run."""
     root = storage.expanduser().resolve()
-    if name is None:
-        return f"sqlite:///{root / 'mlflow.db'}"
     state_path = root / name / STATE_FILE
     if not state_path.exists():
-        raise spaces.SpecError(str(root), "name", f"no search named {name!r}")
-    return json.loads(state_path.read_text())["tracking_uri"]
+        raise spaces.SpecError(str(root), "name", f"no search named {name!r} under {root}")
+    return json.loads(state_path.read_text())
+
+
+def tracking_uri(storage: Path, name: str | None) -> str:
+    """The tracking URI of search ``name``, or the results root's default database."""
+    if name is None:
+        return f"sqlite:///{storage.expanduser().resolve() / 'mlflow.db'}"
+    return state(storage, name)["tracking_uri"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
 from pathlib import Path
@@ -47,6 +49,25 @@ def _parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("ls", help="list searches under the results root")
     ls.add_argument("--storage", default="runs")
     ls.set_defaults(func=_ls)
+
+    ins = sub.add_parser("inspect", help="size a config: params, FLOPs, steps, memory, feasibility (no Ray)")
+    ins.add_argument("file")
+    _overrides(ins)
+    ins.set_defaults(func=_inspect)
+
+    prep = sub.add_parser("prepare-data", help="tokenise a corpus once into a token folder for gpt trials")
+    prep.add_argument("text", help="a text file, or a folder with ptb.{train,valid,test}.txt")
+    prep.add_argument("--tokenizer", required=True, choices=["char", "word", "bpe", "gpt2"])
+    prep.add_argument("--vocab-size", type=int, help="bpe only (default 4096)")
+    prep.add_argument("--val-fraction", type=float, default=0.1, help="tail share of a single file kept for validation")
+    prep.add_argument("--out", required=True, help="the token folder to write")
+    prep.set_defaults(func=_prepare_data)
+
+    rep = sub.add_parser("report", help="write report.md/.html with tables and figures; log them on the parent run")
+    rep.add_argument("name")
+    rep.add_argument("--storage", default="runs")
+    rep.add_argument("--out", help="folder to write (default: <storage>/<name>/report)")
+    rep.set_defaults(func=_report)
 
     ui = sub.add_parser("ui", help="start the MLflow UI on a search's tracking database (127.0.0.1)")
     ui.add_argument("name", nargs="?")
@@ -103,6 +124,62 @@ def _print_outcome(o) -> None:
     print(f"open the UI: tunelab ui {o.name} --storage {storage}   (then browse http://127.0.0.1:5000)")
 
 
+def _inspect(args) -> int:
+    s = spaces.load(args.file, args.overrides)
+    config, filled = inspect_config(s)
+    reason = s.entry.check(config, s.spec.constraints)
+    try:
+        sizes = s.entry.summary(config)
+    except trainables.ConfigError as exc:
+        sizes, reason = {}, reason or str(exc)
+    print(json.dumps({
+        "config": config, "from_space": filled, **sizes,
+        "feasible": reason is None, "reason": reason,
+    }, indent=2, default=str))
+    return 0
+
+
+def inspect_config(s: spaces.Search) -> tuple[dict, dict]:
+    """The config ``tunelab inspect`` sizes: the fixed part, with each still-searched parameter taken
+    from the first warm-start point, else its log-/midpoint or first choice (listed as ``from_space``)."""
+    point = s.spec.points_to_evaluate[0] if s.spec.points_to_evaluate else {}
+    filled = {}
+    for name, p in s.space.params.items():
+        if name in point:
+            filled[name] = point[name]
+        elif p.kind in ("choice", "grid"):
+            filled[name] = p.values[0]
+        else:
+            low, high = p.values
+            mid = (low * high) ** 0.5 if p.kind.startswith("log") else (low + high) / 2
+            filled[name] = round(mid) if p.kind in ("int", "logint") else mid
+    config = {**s.base_config, **filled}
+    filled = {k: v for k, v in filled.items() if spaces.condition_holds(s.space.params[k].when, config)}
+    return {**s.base_config, **filled}, filled
+
+
+def _prepare_data(args) -> int:
+    from trainables.gpt import tokens
+
+    td = tokens.prepare(args.text, args.out, args.tokenizer, args.vocab_size, args.val_fraction)
+    print(json.dumps(dataclasses.asdict(td), indent=2, default=str))
+    return 0
+
+
+def _report(args) -> int:
+    import analysis
+    from search import _catalog
+
+    state = _catalog.state(Path(args.storage), args.name)
+    out = Path(args.out) if args.out else Path(args.storage).resolve() / args.name / "report"
+    try:
+        path = analysis.report(args.name, state["tracking_uri"], out, parent_run=state["parent_run_id"])
+    except analysis.AnalysisError as exc:
+        raise spaces.SpecError(args.name, "", str(exc)) from None
+    print(f"wrote {path / 'report.md'} and {path / 'report.html'} (also on the search's parent run)")
+    return 0
+
+
 def _ls(args) -> int:
     from search import _catalog
 
@@ -118,9 +195,10 @@ def _ui(args) -> int:
     from search import _catalog
 
     uri = _catalog.tracking_uri(Path(args.storage), args.name)
-    cmd = ["mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)]
-    print(" ".join(cmd), flush=True)
-    os.execvp(cmd[0], cmd)
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+           "--host", "127.0.0.1", "--port", str(args.port)]
+    print(" ".join(cmd[1:]), flush=True)
+    os.execv(cmd[0], cmd)
     return 0
 
 

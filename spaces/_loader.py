@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,22 @@ from spaces._errors import SpecError
 from spaces._schema import Spec
 from spaces._space import CompiledSpace
 from trainables import metrics
+
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML reads YAML 1.1, where ``1e-3`` is a string; search files mean the YAML 1.2 float."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
 
 # Attributes a scheduler can measure progress in, besides the metrics themselves.
 _PROGRESS_ATTRS = ("training_iteration", "time_total_s")
@@ -92,7 +109,7 @@ def load(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Search:
     except OSError as exc:
         raise SpecError(file, "", f"cannot read the search file ({exc.strerror})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -119,14 +136,7 @@ def _clean(msg: str) -> str:
 
 
 def _parse_value(text: str) -> Any:
-    value = yaml.safe_load(text) if text.strip() else ""
-    if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
-        for cast in (int, float):
-            try:
-                return cast(value)
-            except ValueError:
-                pass
-    return value
+    return yaml.load(text, Loader=_Loader) if text.strip() else ""
 
 
 def _apply_override(file: str, raw: dict, item: str) -> None:
@@ -144,8 +154,12 @@ def _apply_override(file: str, raw: dict, item: str) -> None:
             raise SpecError(file, f"--set {key}", f"{part} is not a mapping")
         node = child
     node[path[-1]] = _parse_value(value)
-    if path[0] == "fixed" and len(path) == 2 and isinstance(raw.get("space"), dict):
-        raw["space"].pop(path[1], None)  # --set wins over sampled
+    if path[0] == "fixed" and len(path) == 2:  # --set wins over sampled and over warm-start points
+        if isinstance(raw.get("space"), dict):
+            raw["space"].pop(path[1], None)
+        for point in raw.get("points_to_evaluate") or []:
+            if isinstance(point, dict):
+                point.pop(path[1], None)
 
 
 def _validate(file: str, spec: Spec) -> dict[str, Any]:

@@ -160,3 +160,68 @@ def test_kill_9_the_driver_then_resume(tmp_path, data_dir):
         steps = [m.step for m in client.get_metric_history(r.info.run_id, metrics.VAL_PPL)]
         assert steps == [1, 2, 3, 4], (r.info.run_name, steps)
     assert client.get_run(state["parent_run_id"]).info.status == "FINISHED"
+
+
+def test_ls_lists_the_search_with_counts_and_best(smoke, capsys):
+    from search.cli import main
+
+    outcome = smoke[0]
+    assert main(["ls", "--storage", str(outcome.experiment_dir.parent)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["search", "state", "trials", *metrics.STATUSES, "best"]
+    row = out[1].split()
+    counts = outcome.counts()
+    assert row[:3] == ["ptb-smoke", "FINISHED", "6"]
+    assert [int(v) for v in row[3:9]] == [counts[s] for s in metrics.STATUSES]
+    assert row[9] == f"val_ppl={outcome.best.best:.4g}"
+
+
+def test_ui_serves_the_search_database_on_loopback(smoke):
+    import socket
+    import urllib.request
+
+    outcome = smoke[0]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(_tunelab("ui", outcome.name, "--storage", str(outcome.experiment_dir.parent),
+                                     "--port", str(port)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    proc.kill()
+                    pytest.fail(f"mlflow server did not come up: {proc.stdout.read().decode()[-2000:]}")
+                time.sleep(1)
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name={outcome.name}")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert json.load(r)["experiment"]["name"] == outcome.name
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+
+
+def test_report_writes_both_files_and_logs_them_on_the_parent(smoke, tmp_path, capsys):
+    from search.cli import main
+
+    outcome, client, parent, kids = smoke
+    storage = str(outcome.experiment_dir.parent)
+    assert main(["report", outcome.name, "--storage", storage, "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert f"{len(outcome.trials)} trials ran" in md and (tmp_path / "rep" / "report.html").stat().st_size > 0
+    logged = {a.path for a in client.list_artifacts(outcome.parent_run_id, "report")}
+    assert {"report/report.md", "report/report.html"} <= logged
+
+    capsys.readouterr()
+    assert main(["report", "no-such-search", "--storage", storage]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no search named 'no-such-search'" in err[0]
+    assert not (outcome.experiment_dir.parent / "no-such-search").exists()
