@@ -193,11 +193,23 @@ class OptunaSearcher(Searcher):
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(cloudpickle.load(f))
         self._study = None
-        self._fail_orphans()
+        self._reconcile()
 
-    def _fail_orphans(self) -> None:
-        """Trials asked before a crash whose Ray trial was never recorded stay RUNNING: end them."""
+    def _reconcile(self) -> None:
+        """Make this snapshot of the searcher agree with the study, which was written after it.
+
+        Ray saves the searcher and the experiment state every few seconds, the study at every tell. A
+        driver killed in between leaves two kinds of mismatch: a trial asked whose Ray trial was never
+        recorded stays RUNNING in the study (it is ended as FAIL); a trial told finished that Ray's
+        snapshot still holds as running is resumed by Ray, and its outcome is already in the study (it
+        is forgotten here, so it is not told twice).
+        """
+        trials = {t._trial_id: t for t in self.study.get_trials(deepcopy=False)}
+        for ray_id, storage_id in list(self._trials.items()):
+            if storage_id in trials and trials[storage_id].state.is_finished():
+                del self._trials[ray_id]
+                self._reported.pop(ray_id, None)
         known = set(self._trials.values())
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t._trial_id not in known:
+        for t in trials.values():
+            if t.state == TrialState.RUNNING and t._trial_id not in known:
                 self.study.tell(t.number, state=TrialState.FAIL)

@@ -115,3 +115,20 @@ def test_save_and_restore_keeps_running_trials(tmp_path):
     a, orphan = fresh.study.trials
     assert a.state == TrialState.COMPLETE and a.intermediate_values == {1: 300.0, 2: 200.0, 3: 180.0}
     assert orphan.state == TrialState.FAIL
+
+
+def test_a_trial_told_after_the_last_save_is_not_told_twice(tmp_path):
+    # The driver saved the searcher, then trial "a" finished and was told, then the driver was killed
+    # before Ray's next snapshot: the resumed search runs "a" again from its checkpoint.
+    s = _searcher(tmp_path)
+    s.suggest("a")
+    s.on_trial_result("a", _result(1, 300.0))
+    s.save(str(tmp_path / "state.pkl"))
+    s.on_trial_complete("a", _result(2, 250.0, finished=1))
+    fresh = _searcher(tmp_path)
+    fresh.restore(str(tmp_path / "state.pkl"))
+    fresh.on_trial_result("a", _result(2, 260.0))
+    fresh.on_trial_complete("a", _result(2, 260.0, finished=1))
+    (a,) = fresh.study.trials
+    assert a.state == TrialState.COMPLETE and a.value == 250.0
+    assert a.intermediate_values == {1: 300.0, 2: 250.0}
