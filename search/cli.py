@@ -11,6 +11,8 @@ from pathlib import Path
 
 import spaces
 import trainables
+from search import _jobs
+from search._jobs import JobError
 
 USER_ERRORS = (spaces.SpecError, trainables.ConfigError, trainables.DataError)
 
@@ -23,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as exc:
         print(f"tunelab: error: {exc}", file=sys.stderr)
         return 2
+    except JobError as exc:  # the cluster's answer, not the user's input
+        print(f"tunelab: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("tunelab: interrupted; `tunelab resume NAME` continues the search", file=sys.stderr)
         return 130
@@ -45,6 +50,25 @@ def _parser() -> argparse.ArgumentParser:
     res.add_argument("--storage", default="runs")
     res.add_argument("--address")
     res.set_defaults(func=_resume)
+
+    sbm = sub.add_parser("submit", help="run a search file on a Ray cluster as a Ray Job; prints the job id")
+    sbm.add_argument("file")
+    _overrides(sbm)
+    sbm.add_argument("--address", required=True, help="the Jobs server, http://HOST:8265")
+    sbm.add_argument("--name", help="experiment name (default: the file's name field)")
+    sbm.add_argument("--storage", help=f"results root on the cluster (default: the file's, else {_jobs.CLUSTER_STORAGE})")
+    sbm.set_defaults(func=_submit)
+
+    for verb, helptext, func in (("status", "a submitted search's job status", _job_status),
+                                 ("logs", "a submitted search's driver output", _job_logs),
+                                 ("stop", "stop a submitted search", _job_stop)):
+        j = sub.add_parser(verb, help=helptext)
+        j.add_argument("job_id")
+        j.add_argument("--address", default=os.environ.get("RAY_API_SERVER_ADDRESS", "http://127.0.0.1:8265"),
+                       help="the Jobs server (default $RAY_API_SERVER_ADDRESS, else http://127.0.0.1:8265)")
+        if verb == "logs":
+            j.add_argument("--follow", action="store_true", help="keep printing until the job ends")
+        j.set_defaults(func=func)
 
     ls = sub.add_parser("ls", help="list searches under the results root")
     ls.add_argument("--storage", default="runs")
@@ -100,6 +124,34 @@ def _run(args) -> int:
     except core.SearchExistsError as exc:
         raise spaces.SpecError(search_.file, "name", str(exc)) from None
     _print_outcome(outcome)
+    return 0
+
+
+def _submit(args) -> int:
+    job_id = _jobs.submit(args.address, args.file, args.overrides, args.name, args.storage)
+    print(job_id)
+    print(f"follow it: tunelab logs {job_id} --address {args.address} --follow", file=sys.stderr)
+    return 0
+
+
+def _job_status(args) -> int:
+    info = _jobs.status(args.address, args.job_id)
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _job_logs(args) -> int:
+    if args.follow:
+        for chunk in _jobs.follow(args.address, args.job_id):
+            print(chunk, end="", flush=True)
+    else:
+        print(_jobs.logs(args.address, args.job_id), end="")
+    return 0
+
+
+def _job_stop(args) -> int:
+    stopped = _jobs.stop(args.address, args.job_id)
+    print(f"{args.job_id}: {'stopping' if stopped else 'had already ended'}")
     return 0
 
 
