@@ -39,6 +39,7 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 STATE_FILE = "tunelab.json"  # per search: where its parent run is, to resume and list it
 SEARCH_FILE = "search.yaml"  # the resolved search file, as run
 STUDY_FILE = "optuna.db"
+PENDING_FILE = "mlflow_pending.json"  # present while MLflow lacks records of some trials
 
 
 @dataclasses.dataclass
@@ -63,6 +64,7 @@ class Outcome:
     trials: list[TrialSummary]
     infeasible: int
     best: TrialSummary | None
+    tracking_pending: bool = False  # MLflow was unreachable at the end: `tunelab sync` completes it
 
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in metrics.STATUSES}
@@ -226,7 +228,8 @@ def _run_config(search: spaces.Search, exp_dir: Path, exp_id: str, parent: str) 
     stop = None
     if spec.budget.total_flops is not None:
         stop = FlopBudgetStopper(spec.budget.total_flops, exp_dir / "flops_spent.json")
-    tracker = _tracking.MLflowTracker(search.tracking_uri, exp_id, parent, sampled_keys=list(search.space.params))
+    tracker = _tracking.MLflowTracker(search.tracking_uri, exp_id, parent, sampled_keys=list(search.space.params),
+                                      pending_file=exp_dir / PENDING_FILE)
     return tune.RunConfig(
         name=spec.name,
         storage_path=str(search.storage),
@@ -269,6 +272,62 @@ def _open_parent(client, exp_id: str, search: spaces.Search, exp_dir: Path) -> s
 
 def _fit(tuner: tune.Tuner, search: spaces.Search, exp_dir: Path, client, parent: str) -> Outcome:
     grid = tuner.fit()
+    outcome, infeasible = _summarize(grid, search, exp_dir, parent)
+    try:
+        if (exp_dir / PENDING_FILE).exists():  # the server was down for a while: catch up now
+            _replay(exp_dir, search, client.get_run(parent).info.experiment_id, parent)
+        _close_parent(client, parent, outcome, infeasible)
+    except Exception as exc:  # the tracking server is down: the results are safe in the folder
+        log.warning("could not close the parent run in MLflow (%s); run `tunelab sync %s` once it is back",
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__, outcome.name)
+        outcome.tracking_pending = True
+    return outcome
+
+
+def sync(name: str, storage: str | Path = "runs") -> Outcome:
+    """Replay what Ray recorded of search ``name`` into MLflow, for when the server was down.
+
+    Every trial gets its child run (created if MLflow never saw the trial), the reports MLflow lacks
+    (steps after the last one it has, so running it twice adds nothing) and, for ended trials, its
+    status; the parent run gets its summary once every trial has ended.
+
+    Raises:
+        spaces.SpecError: no such search, or MLflow still unreachable.
+    """
+    from search import _catalog
+
+    root = Path(storage).expanduser().resolve()
+    state = _catalog.state(root, name)
+    exp_dir = root / name
+    search = spaces.load(exp_dir / SEARCH_FILE)
+    uri, parent = state["tracking_uri"], state["parent_run_id"]
+    client = _tracking.client_for(uri)
+    try:
+        parent_run = client.get_run(parent)
+    except Exception as exc:
+        raise spaces.SpecError(str(exp_dir / STATE_FILE), "tracking_uri",
+                               f"cannot use MLflow at {uri}: {str(exc).splitlines()[0]}") from None
+    analysis = _replay(exp_dir, search, state["experiment_id"], parent)
+    outcome, infeasible = _summarize(tune.ResultGrid(analysis), search, exp_dir, parent)
+    closed = parent_run.info.status == "FINISHED" and f"tunelab.n_{metrics.COMPLETED}" in parent_run.data.tags
+    if not closed and all(t.status in ("TERMINATED", "ERROR") for t in analysis.trials):
+        _close_parent(client, parent, outcome, infeasible)
+    return outcome
+
+
+def _replay(exp_dir: Path, search: spaces.Search, experiment_id: str, parent: str) -> tune.ExperimentAnalysis:
+    """Bring every trial's child run up to what Ray recorded in the experiment folder."""
+    analysis = tune.ExperimentAnalysis(str(exp_dir))
+    tracker = _tracking.MLflowTracker(search.tracking_uri, experiment_id, parent,
+                                      sampled_keys=list(search.space.params))
+    tracker.setup()
+    for trial in analysis.trials:
+        tracker.replay(trial)
+    (exp_dir / PENDING_FILE).unlink(missing_ok=True)
+    return analysis
+
+
+def _summarize(grid, search: spaces.Search, exp_dir: Path, parent: str) -> tuple[Outcome, list]:
     spec = search.spec
     trials = []
     for result in grid:
@@ -290,8 +349,7 @@ def _fit(tuner: tune.Tuner, search: spaces.Search, exp_dir: Path, client, parent
     best = min(scored, key=lambda t: sign * t.best) if scored else None
     outcome = Outcome(spec.name, exp_dir, search.tracking_uri, parent, spec.metric, spec.mode, trials,
                       len(infeasible), best)
-    _close_parent(client, parent, outcome, infeasible)
-    return outcome
+    return outcome, infeasible
 
 
 def _close_parent(client, parent: str, outcome: Outcome, infeasible: list) -> None:

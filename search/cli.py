@@ -51,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     res.add_argument("--address")
     res.set_defaults(func=_resume)
 
+    syn = sub.add_parser("sync", help="replay into MLflow what Ray recorded while the tracking server was down")
+    syn.add_argument("name")
+    syn.add_argument("--storage", default="runs")
+    syn.set_defaults(func=_sync)
+
     sbm = sub.add_parser("submit", help="run a search file on a Ray cluster as a Ray Job; prints the job id")
     sbm.add_argument("file")
     _overrides(sbm)
@@ -127,6 +132,13 @@ def _run(args) -> int:
     return 0
 
 
+def _sync(args) -> int:
+    from search import _run as core
+
+    _print_outcome(core.sync(args.name, args.storage))
+    return 0
+
+
 def _submit(args) -> int:
     job_id = _jobs.submit(args.address, args.file, args.overrides, args.name, args.storage)
     print(job_id)
@@ -174,6 +186,8 @@ def _print_outcome(o) -> None:
     print(f"MLflow:  {o.tracking_uri}  (parent run {o.parent_run_id})")
     storage = o.experiment_dir.parent
     print(f"open the UI: tunelab ui {o.name} --storage {storage}   (then browse http://127.0.0.1:5000)")
+    if o.tracking_pending:
+        print(f"MLflow was unreachable at the end: `tunelab sync {o.name} --storage {storage}` once it is back")
 
 
 def _inspect(args) -> int:

@@ -83,3 +83,29 @@ def test_unreachable_server_is_a_tracking_error(tmp_path, monkeypatch):
         assert "cannot use MLflow at http://127.0.0.1:9" in str(exc)
     else:
         raise AssertionError("expected TrackingError")
+
+
+def test_an_unreachable_server_is_caught_up_from_rays_results(tmp_path, monkeypatch):
+    client, exp, parent, tracker = _setup(tmp_path)
+    t = _trial("abc_00002", lr=0.5, cell="lstm")
+    t.path, t.local_path, t.status = str(tmp_path / "trial"), None, "RUNNING"
+    rows = [{"training_iteration": s, "val_ppl": 300.0 - 50 * s, "timestamp": 1_700_000_000 + s} for s in (1, 2, 3)]
+    (tmp_path / "trial").mkdir()
+    tracker.on_trial_start(0, [t], t)
+    tracker.on_trial_result(0, [t], t, rows[0])
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    good, tracker._client = tracker._client, _tracking.client_for("http://127.0.0.1:9")  # the server is gone
+    tracker.on_trial_result(0, [t], t, rows[1])  # no exception: the search goes on
+    assert tracker.pending == {"abc_00002"}
+    tracker.on_trial_result(0, [t], t, rows[2])  # within RETRY_S: not even tried
+
+    tracker._client, tracker._retry_at = good, 0.0  # the server is back
+    (tmp_path / "trial" / "result.json").write_text("\n".join(__import__("json").dumps(r) for r in rows) + "\n")
+    t.status, t.last_result = "TERMINATED", {"training_iteration": 3, "finished": 1}
+    tracker.on_trial_complete(0, [t], t)
+    assert tracker.pending == set()
+    (run,) = _tracking.children(client, exp, parent)
+    history = client.get_metric_history(run.info.run_id, "val_ppl")
+    assert [(m.step, m.value) for m in history] == [(1, 250.0), (2, 200.0), (3, 150.0)]
+    assert run.data.tags[_tracking.STATUS_TAG] == metrics.COMPLETED and run.info.status == "FINISHED"
