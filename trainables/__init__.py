@@ -12,6 +12,7 @@ from trainables.gpt import config as _gpt_config
 from trainables.gpt import tokens as _gpt_tokens
 from trainables.rnn import config as _rnn_config
 from trainables.rnn import data as _rnn_data
+from trainables import synthetic as _synthetic
 
 REGISTRY: dict[str, Entry] = {
     "rnn": Entry(
@@ -33,6 +34,15 @@ REGISTRY: dict[str, Entry] = {
         data_loader=_gpt_tokens.load_data,
         constraint_names=_gpt_config.CONSTRAINTS,
         summarize=_gpt_config.summary,
+    ),
+    "synthetic": Entry(
+        name="synthetic",
+        config_cls=_synthetic.SyntheticConfig,
+        train_module="trainables.synthetic",
+        constraint_check=_synthetic.check,
+        flops=_synthetic.flops_per_token,
+        data_loader=_synthetic.load_data,
+        constraint_names=_synthetic.CONSTRAINTS,
     ),
 }
 

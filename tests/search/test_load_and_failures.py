@@ -1,0 +1,48 @@
+"""The search machinery under load and when trial code raises, with the synthetic trainable."""
+
+from __future__ import annotations
+
+import pytest
+from ray import tune
+
+import search
+import spaces
+from search import _tracking
+from trainables import metrics
+
+pytestmark = pytest.mark.slow
+LOAD = spaces.CATALOGUE / "synthetic_load.yaml"
+
+
+def _children(outcome):
+    client = _tracking.client_for(outcome.tracking_uri)
+    exp_id = client.get_run(outcome.parent_run_id).info.experiment_id
+    return client, _tracking.children(client, exp_id, outcome.parent_run_id)
+
+
+def test_a_trial_that_raises_is_retried_then_recorded_as_error(ray_session, tmp_path):
+    s = spaces.load(LOAD, ["budget.trials=2", "budget.max_failures=2", "fail_at_epoch=3", f"storage={tmp_path}"])
+    outcome = search.run(s)
+    assert outcome.counts()[metrics.ERROR] == 2
+    # Ray ran each trial 1 + max_failures times before giving up.
+    analysis = tune.ExperimentAnalysis(str(outcome.experiment_dir))
+    assert sorted(t.run_metadata.num_failures for t in analysis.trials) == [3, 3]
+    client, kids = _children(outcome)
+    assert len(kids) == 2  # retries reuse the trial's run
+    for run in kids:
+        assert run.data.tags[_tracking.STATUS_TAG] == metrics.ERROR and run.info.status == "FAILED"
+        assert "RuntimeError: synthetic failure at epoch 3" in run.data.tags[_tracking.ERROR_TAG]
+        assert [m.step for m in client.get_metric_history(run.info.run_id, metrics.VAL_LOSS)] == [1, 2]
+    assert client.get_run(outcome.parent_run_id).data.tags["tunelab.n_error"] == "2"
+
+
+def test_a_search_of_200_short_trials_completes(ray_session, tmp_path):
+    s = spaces.load(LOAD, ["budget.max_concurrent=4", "resources.cpu=0.5", f"storage={tmp_path}"])
+    outcome = search.run(s)
+    assert len(outcome.trials) == 200
+    counts = outcome.counts()
+    assert counts[metrics.COMPLETED] + counts[metrics.STOPPED_EARLY] == 200 and counts[metrics.STOPPED_EARLY] > 0
+    client, kids = _children(outcome)
+    assert len(kids) == 200 and len({r.data.tags[_tracking.TRIAL_ID_TAG] for r in kids}) == 200
+    # TPE found the known optimum's neighbourhood: val_loss = 1 + (x-0.3)^2 + (y+0.2)^2 + 1/4 at best.
+    assert outcome.best.best < 1.25 + 0.01
