@@ -12,6 +12,8 @@ sampler (TPE, seed 0, multivariate, constant liar), scheduler (ASHA) and concurr
 - ``raw``: ``Tuner`` with Ray's ``OptunaSearch`` (in-memory study) behind a ``ConcurrencyLimiter``,
   ``ASHAScheduler``, no MLflow.
 
+Both print Ray's default progress output.
+
 Rounds alternate the two so that machine noise hits both; the table gives each round's wall time
 and the ratio of the medians (target: at most 1.10).
 """
@@ -68,7 +70,7 @@ def run_raw(s: spaces.Search, storage: Path) -> float:
                                     grace_period=sched.grace_period, reduction_factor=sched.reduction_factor),
             num_samples=spec.budget.trials, metric=spec.metric, mode=spec.mode,
         ),
-        run_config=tune.RunConfig(name=spec.name, storage_path=str(storage), verbose=1,
+        run_config=tune.RunConfig(name=spec.name, storage_path=str(storage),
                                   failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures)),
     )
     start = time.perf_counter()

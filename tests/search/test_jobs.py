@@ -49,7 +49,10 @@ def head(data_dir):
     proc = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
          f"--port={_free_port()}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-         "--num-cpus=2", f"--temp-dir={temp}", "--include-dashboard=true"],
+         "--num-cpus=2", f"--temp-dir={temp}", "--include-dashboard=true",
+         # The agent's HTTP port is fixed (52365) by default, and the suite's own local Ray holds it:
+         # without a port of its own the head's agent cannot start, and neither can any job.
+         f"--dashboard-agent-listen-port={_free_port()}"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
     try:
