@@ -158,6 +158,11 @@ def resume(name: str, storage: str | Path = "runs", *, address: str | None = Non
     client = _tracking.client_for(state["tracking_uri"])
     client.get_run(state["parent_run_id"])  # fails early if tracking is unreachable
     client.update_run(state["parent_run_id"], status="RUNNING")
+    known = {t.trial_id for t in tune.ExperimentAnalysis(str(exp_dir)).trials}
+    lost = _tracking.end_lost_runs(client, state["experiment_id"], state["parent_run_id"], known)
+    if lost:
+        log.warning("trials %s started after Ray's last snapshot and cannot be resumed; their runs are ended "
+                    "as errors and other trials take their place", ", ".join(lost))
     _init_ray(address)
     tuner = tune.Tuner.restore(
         str(exp_dir), trainable=_trainable(search, data), resume_unfinished=True, resume_errored=True,

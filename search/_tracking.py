@@ -297,6 +297,28 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+LOST_MESSAGE = ("the driver stopped before Ray recorded this trial, so `tunelab resume` could not continue it; "
+                "the search ran another trial in its place")
+
+
+def end_lost_runs(client: MlflowClient, experiment_id: str, parent_run_id: str, known: set[str]) -> list[str]:
+    """End, as errors, the child runs of trials that Ray's experiment state does not hold.
+
+    Ray snapshots its trials every few seconds; a driver killed between a trial's start and the next
+    snapshot leaves a child run (and a RUNNING Optuna trial) for a trial a resume knows nothing of.
+    Returns the trial ids of the runs it ended.
+    """
+    lost = []
+    for run in children(client, experiment_id, parent_run_id):
+        trial_id = run.data.tags.get(TRIAL_ID_TAG)
+        if trial_id in known or run.data.tags.get(STATUS_TAG) in metrics.STATUSES:
+            continue
+        client.log_batch(run.info.run_id, tags=[RunTag(STATUS_TAG, metrics.ERROR), RunTag(ERROR_TAG, LOST_MESSAGE)])
+        client.set_terminated(run.info.run_id, _RUN_STATUS[metrics.ERROR])
+        lost.append(trial_id)
+    return lost
+
+
 def children(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list:
     """Every child run of a parent run (all pages)."""
     runs, token = [], None

@@ -21,7 +21,8 @@ def _children(outcome):
 
 
 def test_a_trial_that_raises_is_retried_then_recorded_as_error(ray_session, tmp_path):
-    s = spaces.load(LOAD, ["budget.trials=2", "budget.max_failures=2", "fail_at_epoch=3", f"storage={tmp_path}"])
+    s = spaces.load(LOAD, ["budget.trials=2", "budget.max_failures=2", "fail_at_epoch=3", "scheduler.name=fifo",
+                                 f"storage={tmp_path}"])
     outcome = search.run(s)
     assert outcome.counts()[metrics.ERROR] == 2
     # Ray ran each trial 1 + max_failures times before giving up.

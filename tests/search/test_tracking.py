@@ -61,6 +61,25 @@ def test_a_restarted_driver_reuses_runs_and_skips_logged_steps(tmp_path):
     assert run.data.tags[_tracking.STATUS_TAG] == metrics.STOPPED_EARLY
 
 
+def test_runs_of_trials_ray_never_recorded_are_ended_as_errors(tmp_path):
+    client, exp, parent, tracker = _setup(tmp_path)
+    done, resumable, lost = _trial("t_done", lr=0.1), _trial("t_mid", lr=0.2), _trial("t_lost", lr=0.3)
+    for t in (done, resumable, lost):
+        tracker.on_trial_start(0, [], t)
+        tracker.on_trial_result(0, [], t, {"training_iteration": 1, "val_ppl": 300.0})
+    done.last_result = {"training_iteration": 4, "finished": 1}
+    tracker.on_trial_complete(0, [], done)
+    # Ray's last snapshot holds t_mid only among the unfinished: a resume cannot continue t_lost.
+    assert _tracking.end_lost_runs(client, exp, parent, known={"t_mid"}) == ["t_lost"]
+    runs = {r.data.tags[_tracking.TRIAL_ID_TAG]: r for r in _tracking.children(client, exp, parent)}
+    assert runs["t_lost"].data.tags[_tracking.STATUS_TAG] == metrics.ERROR
+    assert runs["t_lost"].data.tags[_tracking.ERROR_TAG] == _tracking.LOST_MESSAGE
+    assert runs["t_lost"].info.status == "FAILED"
+    assert runs["t_mid"].data.tags[_tracking.STATUS_TAG] == "running" and runs["t_mid"].info.status == "RUNNING"
+    assert runs["t_done"].data.tags[_tracking.STATUS_TAG] == metrics.COMPLETED
+    assert _tracking.end_lost_runs(client, exp, parent, known={"t_mid"}) == []  # once only
+
+
 def test_errored_trial_gets_error_status_and_traceback(tmp_path):
     client, exp, parent, tracker = _setup(tmp_path)
     t = _trial("abc_00001", lr=0.5)
