@@ -28,7 +28,7 @@ import trainables
 from search import _tracking
 from search._budget import FlopBudgetStopper
 from search._samplers import make_sampler
-from search._searcher import REASON_ATTR, STATUS_ATTR, OptunaSearcher
+from search._searcher import REASON_ATTR, STATUS_ATTR, OptunaSearcher, open_storage
 from trainables import metrics
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 
 STATE_FILE = "tunelab.json"  # per search: where its parent run is, to resume and list it
 SEARCH_FILE = "search.yaml"  # the resolved search file, as run
-STUDY_FILE = "optuna.db"
+STUDY_FILE = "optuna_journal.log"  # the Optuna study (journal storage)
 PENDING_FILE = "mlflow_pending.json"  # present while MLflow lacks records of some trials
 
 
@@ -189,7 +189,12 @@ def _trainable(search: spaces.Search, data: Any):
 
 
 def study_storage(exp_dir: Path) -> str:
-    return f"sqlite:///{exp_dir / STUDY_FILE}"
+    return str(exp_dir / STUDY_FILE)
+
+
+def load_study(exp_dir: Path, name: str | None = None) -> optuna.Study:
+    """The Optuna study of the search in ``exp_dir`` (named like its folder unless ``name``)."""
+    return optuna.load_study(study_name=name or exp_dir.name, storage=open_storage(study_storage(exp_dir)))
 
 
 def _tune_config(search: spaces.Search, exp_dir: Path) -> tune.TuneConfig:
@@ -347,7 +352,7 @@ def _summarize(grid, search: spaces.Search, exp_dir: Path, parent: str) -> tuple
         params = {k: result.config.get(k) for k in search.space.params if k in result.config}
         trials.append(TrialSummary(last.get("trial_id", "?"), status, params, best,
                                    int(last.get("training_iteration", 0))))
-    study = optuna.load_study(study_name=spec.name, storage=study_storage(exp_dir))
+    study = load_study(exp_dir, spec.name)
     infeasible = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(STATUS_ATTR) == metrics.INFEASIBLE]
     scored = [t for t in trials if t.best is not None and math.isfinite(t.best)]
     sign = 1 if spec.mode == "min" else -1

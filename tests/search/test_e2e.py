@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 from optuna.trial import TrialState
 from ray import tune
@@ -21,7 +20,7 @@ from ray import tune
 import search
 import spaces
 from search import _tracking
-from search._run import STUDY_FILE
+from search._run import load_study
 from search._searcher import STATUS_ATTR
 from trainables import metrics
 
@@ -78,7 +77,7 @@ def test_parent_names_the_best_trial(smoke):
 
 def test_the_study_tells_pruned_complete_and_infeasible_apart(smoke):
     outcome, client, parent, kids = smoke
-    study = optuna.load_study(study_name=outcome.name, storage=f"sqlite:///{outcome.experiment_dir / STUDY_FILE}")
+    study = load_study(outcome.experiment_dir, outcome.name)
     by_status = {}
     for t in study.trials:
         by_status.setdefault(t.user_attrs[STATUS_ATTR], []).append(t)

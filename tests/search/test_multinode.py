@@ -24,12 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 from optuna.trial import TrialState
 
 from search import _tracking
-from search._run import STUDY_FILE
+from search._run import load_study
 from trainables import metrics
 
 pytestmark = pytest.mark.slow
@@ -212,5 +211,5 @@ def test_a_lost_node_s_trial_resumes_from_its_checkpoint_on_another_node(tmp_pat
 
     # Optuna: three trials told, all COMPLETE; the retry was not a new trial.
     exp_dir = Path(outcome["experiment_dir"])
-    study = optuna.load_study(study_name=exp_dir.name, storage=f"sqlite:///{exp_dir / STUDY_FILE}")
+    study = load_study(exp_dir)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3

@@ -17,12 +17,13 @@ from trainables import metrics
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def _searcher(tmp_path, check=lambda cfg: None, grid=(), points=(), max_infeasible=200, **params):
+def _searcher(tmp_path, check=lambda cfg: None, grid=(), points=(), max_infeasible=200, storage="optuna.log",
+              **params):
     params = params or {"lr": {"loguniform": [0.01, 1.0]}, "cell": {"choice": ["lstm", "gru"]}}
     space = spaces.CompiledSpace({k: Param(**v) for k, v in params.items()}, fixed={})
     return OptunaSearcher(
         space=space, make_sampler=lambda: optuna.samplers.RandomSampler(seed=0),
-        storage=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="s", metric="val_ppl", mode="min",
+        storage=storage if "://" in storage else tmp_path / storage, study_name="s", metric="val_ppl", mode="min",
         base_config={"epochs": 4}, check=check, grid_points=list(grid), points_to_evaluate=list(points),
         max_infeasible=max_infeasible,
     )
@@ -101,14 +102,16 @@ def test_points_to_evaluate_come_first(tmp_path):
     assert s.suggest("b") == {"lr": 0.02, "cell": "lstm"}
 
 
-def test_save_and_restore_keeps_running_trials(tmp_path):
-    s = _searcher(tmp_path)
+@pytest.mark.parametrize("storage", ["optuna.log", "sqlite:///{tmp_path}/optuna.db"])
+def test_save_and_restore_keeps_running_trials(tmp_path, storage):
+    storage = storage.format(tmp_path=tmp_path)
+    s = _searcher(tmp_path, storage=storage)
     s.suggest("a")
     s.on_trial_result("a", _result(1, 300.0))
     cloudpickle.dumps(s)  # Ray pickles the searcher into tuner.pkl
     s.save(str(tmp_path / "state.pkl"))
     s.suggest("orphan")  # asked after the last save, then the driver dies
-    fresh = _searcher(tmp_path)
+    fresh = _searcher(tmp_path, storage=storage)
     fresh.restore(str(tmp_path / "state.pkl"))
     fresh.on_trial_result("a", _result(2, 200.0))
     fresh.on_trial_complete("a", _result(3, 180.0, finished=1))
@@ -132,3 +135,19 @@ def test_a_trial_told_after_the_last_save_is_not_told_twice(tmp_path):
     (a,) = fresh.study.trials
     assert a.state == TrialState.COMPLETE and a.value == 250.0
     assert a.intermediate_values == {1: 300.0, 2: 250.0}
+
+
+def test_a_journal_cut_short_by_a_killed_driver_reopens(tmp_path):
+    s = _searcher(tmp_path)
+    s.suggest("a")
+    s.on_trial_complete("a", _result(4, 140.0, finished=1))
+    s.save(str(tmp_path / "state.pkl"))
+    with open(tmp_path / "optuna.log", "ab") as f:
+        f.write(b'{"op_code": 5, "worker_id": "x", "trial_id": 1, "ste')  # killed mid-write
+    fresh = _searcher(tmp_path)
+    fresh.restore(str(tmp_path / "state.pkl"))
+    fresh.suggest("b")
+    fresh.on_trial_complete("b", _result(4, 150.0, finished=1))
+    assert [(t.state, t.value) for t in fresh.study.trials] == [(TrialState.COMPLETE, 140.0),
+                                                               (TrialState.COMPLETE, 150.0)]
+    assert (tmp_path / "optuna.log").read_bytes().endswith(b"\n")
