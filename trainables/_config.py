@@ -48,3 +48,14 @@ def field_names(cls: type) -> tuple[str, ...]:
 def defaults(cls: type) -> dict[str, Any]:
     """The config class's defaults as a flat dict."""
     return dataclasses.asdict(cls())
+
+
+def window(name: str, value: float, bound: Any, fmt: str) -> str | None:
+    """Why ``value`` breaks the constraint ``name: [lo, hi]`` (``fmt`` formats numbers), or None."""
+    try:
+        lo, hi = (float(x) for x in bound)
+    except (TypeError, ValueError):
+        return f"constraint {name} must be [lo, hi], got {bound!r}"
+    if lo <= value <= hi:
+        return None
+    return f"{name} {fmt.format(value)} outside [{fmt.format(lo)}, {fmt.format(hi)}]"

@@ -6,12 +6,16 @@ next change touches one file.
 
 from __future__ import annotations
 
+import math
 import os
+import resource
 import tempfile
 from typing import Any
 
 import torch
 from ray import tune
+
+from trainables import metrics as M
 
 _STATE_FILE = "state.pt"
 
@@ -39,3 +43,35 @@ def load_state() -> dict[str, Any] | None:
         return None
     with checkpoint.as_directory() as path:
         return torch.load(os.path.join(path, _STATE_FILE), weights_only=False)
+
+
+# --- what every language-model trainable's reports share ------------------------------------------
+
+MB = 2**20
+
+
+def no_eval() -> dict[str, float]:
+    """The evaluation metrics of a report without an evaluation (out of memory): a search may rank by any
+    of them, so each is there, at its worst."""
+    inf = math.inf
+    return {M.TRAIN_LOSS: inf, M.TRAIN_PPL: inf, M.VAL_LOSS: inf, M.VAL_PPL: inf, M.BEST_VAL_PPL: inf,
+            M.TRAIN_ACC: 0.0, M.VAL_ACC: 0.0}
+
+
+def finite(loss: float) -> float:
+    return loss if math.isfinite(loss) else math.inf
+
+
+def ppl(loss: float) -> float:
+    return math.exp(loss) if loss < 700 else math.inf  # NaN and overflow -> inf
+
+
+def param_norm(model: torch.nn.Module) -> float:
+    with torch.no_grad():
+        return torch.linalg.vector_norm(torch.stack([p.float().norm() for p in model.parameters()])).item()
+
+
+def mem_peak_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / MB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB; the process's peak RSS

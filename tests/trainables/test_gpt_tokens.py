@@ -77,7 +77,7 @@ def test_load_data_resolves_paths_and_names_missing_files(shakespeare_slice, tmp
 
 
 def test_gpt2_without_a_local_encoding_is_a_data_error(shakespeare_slice, tmp_path, monkeypatch):
-    tiktoken = pytest.importorskip("tiktoken")
+    import tiktoken  # a dependency of the project; imported here only, as trainables.gpt.tokens does
 
     def offline(name):
         raise ConnectionError("no network")

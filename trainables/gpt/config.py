@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from trainables._config import config_dataclass
+from trainables._config import config_dataclass, window
 from trainables.flops import gpt_flops_per_token, gpt_mlp_width
 
 PosInt = Annotated[int, Field(gt=0)]
@@ -350,9 +350,9 @@ def check(cfg: GPTConfig, constraints: Mapping[str, Any]) -> str | None:
     """
     for name, bound in constraints.items():
         if name == "model_mb":
-            reason = _window(name, model_mb(cfg), bound, "{:.1f}")
+            reason = window(name, model_mb(cfg), bound, "{:.1f}")
         elif name == "params":
-            reason = _window(name, param_count(cfg), bound, "{:,}")
+            reason = window(name, param_count(cfg), bound, "{:,}")
         elif name == "memory_mb":
             est = memory_estimate_mb(cfg)
             reason = f"memory estimate {est:.0f} MB exceeds memory_mb={bound}" if est > float(bound) else None
@@ -364,15 +364,6 @@ def check(cfg: GPTConfig, constraints: Mapping[str, Any]) -> str | None:
             return reason
     return None
 
-
-def _window(name: str, value: float, bound: Any, fmt: str) -> str | None:
-    try:
-        lo, hi = (float(x) for x in bound)
-    except (TypeError, ValueError):
-        return f"constraint {name} must be [lo, hi], got {bound!r}"
-    if lo <= value <= hi:
-        return None
-    return f"{name} {fmt.format(value)} outside [{fmt.format(lo)}, {fmt.format(hi)}]"
 
 
 def _gpu_memory(cfg: GPTConfig, fraction: float) -> str | None:

@@ -31,7 +31,6 @@ import contextlib
 import dataclasses
 import math
 import random
-import resource
 import time
 from typing import Any
 
@@ -41,13 +40,12 @@ import torch
 from trainables import metrics as M
 from trainables._config import parse_config
 from trainables._errors import ConfigError, DataError
-from trainables._report import load_state, report
+from trainables._report import finite, load_state, mem_peak_mb, no_eval, param_norm, ppl, report
 from trainables.gpt.config import GPTConfig, eval_steps, param_count, params_nonembed
 from trainables.gpt.model import GPT
 from trainables.gpt.schedule import lr_at
 from trainables.gpt.tokens import TokenData
 
-MB = 2**20
 
 
 @dataclasses.dataclass
@@ -108,7 +106,7 @@ def train(config: dict[str, Any], data: TokenData | None = None) -> None:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     step, wall_s = (trial.step, trial.wall_s) if trial is not None else (0, 0.0)
-    report({**_no_eval(), **_counters(cfg, step, data.splits["train"], wall_s), M.OOM: 1})
+    report({**no_eval(), **_counters(cfg, step, data.splits["train"], wall_s), M.OOM: 1})
 
 
 def setup(cfg: GPTConfig, data: TokenData) -> Trial:
@@ -247,20 +245,20 @@ def _run(trial: Trial) -> None:
         trial.wall_s = wall_before + time.perf_counter() - attempt_start
         diverged = not (train_loss <= ceiling and val_loss <= ceiling)  # NaN compares False
         if not diverged:
-            trial.best_val_ppl = min(trial.best_val_ppl, _ppl(val_loss))
+            trial.best_val_ppl = min(trial.best_val_ppl, ppl(val_loss))
         result = {
-            M.TRAIN_LOSS: _finite(train_loss), M.TRAIN_PPL: _ppl(train_loss), M.TRAIN_ACC: train_acc,
-            M.VAL_LOSS: _finite(val_loss), M.VAL_PPL: _ppl(val_loss), M.VAL_ACC: val_acc,
+            M.TRAIN_LOSS: finite(train_loss), M.TRAIN_PPL: ppl(train_loss), M.TRAIN_ACC: train_acc,
+            M.VAL_LOSS: finite(val_loss), M.VAL_PPL: ppl(val_loss), M.VAL_ACC: val_acc,
             M.BEST_VAL_PPL: trial.best_val_ppl, M.LR: lr,
             M.TOKENS_PER_S: (trial.step - first) * cfg.tokens_per_step / max(train_s, 1e-9),
-            M.MEM_PEAK_MB: _mem_peak_mb(trial.device), M.PARAM_NORM: _param_norm(trial.model),
+            M.MEM_PEAK_MB: mem_peak_mb(trial.device), M.PARAM_NORM: param_norm(trial.model),
             **_counters(cfg, trial.step, len(trial.train_ids), trial.wall_s), M.DIVERGED: int(diverged),
         }
         if diverged:
             report(result)
             return
         if trial.step == steps:
-            result[M.TEST_PPL] = _ppl(evaluate(trial, test_split)[0]) if test_split != "val" else result[M.VAL_PPL]
+            result[M.TEST_PPL] = ppl(evaluate(trial, test_split)[0]) if test_split != "val" else result[M.VAL_PPL]
             result[M.FINISHED] = 1
         report(result, state=_state(trial))
 
@@ -274,31 +272,6 @@ def _counters(cfg: GPTConfig, step: int, train_tokens: int, wall_s: float) -> di
         M.DIVERGED: 0, M.OOM: 0, M.FINISHED: 0,
     }
 
-
-def _no_eval() -> dict[str, float]:
-    # A report without an evaluation (out of memory) still carries every metric a search may rank by.
-    inf = math.inf
-    return {M.TRAIN_LOSS: inf, M.TRAIN_PPL: inf, M.VAL_LOSS: inf, M.VAL_PPL: inf, M.BEST_VAL_PPL: inf,
-            M.TRAIN_ACC: 0.0, M.VAL_ACC: 0.0}
-
-
-def _finite(loss: float) -> float:
-    return loss if math.isfinite(loss) else math.inf
-
-
-def _ppl(loss: float) -> float:
-    return math.exp(loss) if loss < 700 else math.inf  # NaN and overflow -> inf
-
-
-def _param_norm(model: torch.nn.Module) -> float:
-    with torch.no_grad():
-        return torch.linalg.vector_norm(torch.stack([p.float().norm() for p in model.parameters()])).item()
-
-
-def _mem_peak_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / MB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB; the process's peak RSS
 
 
 def _state(trial: Trial) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from trainables._config import config_dataclass
+from trainables._config import config_dataclass, window
 
 PosInt = Annotated[int, Field(gt=0)]
 PosFloat = Annotated[float, Field(gt=0)]
@@ -172,21 +172,12 @@ def check(cfg: RNNConfig, constraints: Mapping[str, Any]) -> str | None:
     """
     for name, bound in constraints.items():
         if name == "model_mb":
-            reason = _window(name, model_mb(cfg), bound, "{:.2f}")
+            reason = window(name, model_mb(cfg), bound, "{:.2f}")
         elif name == "params":
-            reason = _window(name, param_count(cfg), bound, "{:,.0f}")
+            reason = window(name, param_count(cfg), bound, "{:,.0f}")
         else:
             reason = f"unknown constraint {name!r}; the rnn trainable knows {', '.join(CONSTRAINTS)}"
         if reason:
             return reason
     return None
 
-
-def _window(name: str, value: float, bound: Any, fmt: str) -> str | None:
-    try:
-        lo, hi = (float(x) for x in bound)
-    except (TypeError, ValueError):
-        return f"constraint {name} must be [lo, hi], got {bound!r}"
-    if lo <= value <= hi:
-        return None
-    return f"{name} {fmt.format(value)} outside [{fmt.format(lo)}, {fmt.format(hi)}]"

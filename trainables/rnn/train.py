@@ -29,7 +29,6 @@ import copy
 import dataclasses
 import math
 import random
-import resource
 import time
 from typing import Any
 
@@ -40,14 +39,13 @@ import torch.nn.functional as F
 from trainables import metrics as M
 from trainables._config import parse_config
 from trainables._errors import ConfigError
-from trainables._report import load_state, report
+from trainables._report import finite, load_state, mem_peak_mb, no_eval, param_norm, ppl, report
 from trainables.flops import rnn_flops_per_token
 from trainables.rnn.config import RNNConfig, param_count, params_nonembed
 from trainables.rnn.data import PTBData, batchify, load_data
 from trainables.rnn.model import RNNModel, detach
 from trainables.rnn.schedule import epoch_lr
 
-MB = 2**20
 CHECK_EVERY = 100  # training steps between divergence checks (each costs a device sync)
 
 
@@ -124,8 +122,8 @@ def train(config: dict[str, Any], data: PTBData | None = None) -> None:
     trial.optimizer.zero_grad(set_to_none=True)
     if trial.device.type == "cuda":
         torch.cuda.empty_cache()
-    report({**_no_eval(), **_progress(trial), M.LR: trial.lr or trial.cfg.lr, M.TOKENS_PER_S: 0.0,
-            M.MEM_PEAK_MB: _mem_peak_mb(trial.device), M.PARAM_NORM: _param_norm(trial.model), M.OOM: 1})
+    report({**no_eval(), **_progress(trial), M.LR: trial.lr or trial.cfg.lr, M.TOKENS_PER_S: 0.0,
+            M.MEM_PEAK_MB: mem_peak_mb(trial.device), M.PARAM_NORM: param_norm(trial.model), M.OOM: 1})
 
 
 def setup(cfg: RNNConfig, data: PTBData) -> Trial:
@@ -257,24 +255,24 @@ def _run(trial: Trial) -> None:
         train_s = time.perf_counter() - t0
         val_loss, val_acc = (math.inf, 0.0) if stats.diverged else evaluate(trial, trial.valid)
         diverged = not (stats.loss <= cfg.diverge_loss and val_loss <= cfg.diverge_loss)  # NaN compares False
-        val_ppl = _ppl(val_loss)
+        val_ppl = ppl(val_loss)
         trial.epoch, trial.lr, trial.improved = epoch, lr, val_ppl < trial.best_val_ppl
         if trial.improved and not diverged:
             trial.best_val_ppl = val_ppl
             trial.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in trial.model.state_dict().items()}
         result = {
-            M.TRAIN_LOSS: _finite(stats.loss), M.TRAIN_PPL: _ppl(stats.loss), M.TRAIN_ACC: stats.acc,
-            M.VAL_LOSS: _finite(val_loss), M.VAL_PPL: val_ppl, M.VAL_ACC: val_acc,
+            M.TRAIN_LOSS: finite(stats.loss), M.TRAIN_PPL: ppl(stats.loss), M.TRAIN_ACC: stats.acc,
+            M.VAL_LOSS: finite(val_loss), M.VAL_PPL: val_ppl, M.VAL_ACC: val_acc,
             M.BEST_VAL_PPL: trial.best_val_ppl, M.LR: lr,
             M.TOKENS_PER_S: stats.tokens / max(train_s, 1e-9),
-            M.MEM_PEAK_MB: _mem_peak_mb(trial.device), M.PARAM_NORM: _param_norm(trial.model),
+            M.MEM_PEAK_MB: mem_peak_mb(trial.device), M.PARAM_NORM: param_norm(trial.model),
         }
         if diverged:
             trial.wall_s = wall_before + time.perf_counter() - attempt_start
             report({**result, **_progress(trial), M.DIVERGED: 1})
             return
         if epoch == cfg.epochs:
-            result[M.TEST_PPL] = _ppl(evaluate(trial, trial.test, _best_model(trial))[0])
+            result[M.TEST_PPL] = ppl(evaluate(trial, trial.test, _best_model(trial))[0])
         trial.wall_s = wall_before + time.perf_counter() - attempt_start
         report({**result, **_progress(trial), M.FINISHED: int(epoch == cfg.epochs)}, state=_state(trial))
 
@@ -297,31 +295,6 @@ def _progress(trial: Trial) -> dict[str, Any]:
         M.DIVERGED: 0, M.OOM: 0, M.FINISHED: 0,
     }
 
-
-def _no_eval() -> dict[str, float]:
-    # A report without an evaluation (out of memory) still carries every metric a search may rank by.
-    inf = math.inf
-    return {M.TRAIN_LOSS: inf, M.TRAIN_PPL: inf, M.VAL_LOSS: inf, M.VAL_PPL: inf, M.BEST_VAL_PPL: inf,
-            M.TRAIN_ACC: 0.0, M.VAL_ACC: 0.0}
-
-
-def _finite(loss: float) -> float:
-    return loss if math.isfinite(loss) else math.inf
-
-
-def _ppl(loss: float) -> float:
-    return math.exp(loss) if loss < 700 else math.inf  # NaN and overflow -> inf
-
-
-def _param_norm(model: torch.nn.Module) -> float:
-    with torch.no_grad():
-        return torch.linalg.vector_norm(torch.stack([p.float().norm() for p in model.parameters()])).item()
-
-
-def _mem_peak_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / MB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB; the process's peak RSS
 
 
 def _state(trial: Trial) -> dict[str, Any]:
