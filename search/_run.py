@@ -19,6 +19,7 @@ from typing import Any
 
 import optuna
 import ray
+from optuna.trial import TrialState
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
 from ray.tune.search import ConcurrencyLimiter
@@ -28,7 +29,7 @@ import trainables
 from search import _tracking
 from search._budget import FlopBudgetStopper
 from search._samplers import make_sampler
-from search._searcher import REASON_ATTR, STATUS_ATTR, OptunaSearcher, open_storage
+from search._searcher import RAY_TRIAL_ATTR, REASON_ATTR, STATUS_ATTR, OptunaSearcher, end_stopped, open_storage
 from trainables import metrics
 
 log = logging.getLogger(__name__)
@@ -282,10 +283,12 @@ def _open_parent(client, exp_id: str, search: spaces.Search, exp_dir: Path) -> s
 
 def _fit(tuner: tune.Tuner, search: spaces.Search, exp_dir: Path, client, parent: str) -> Outcome:
     grid = tuner.fit()
+    stopped = _end_stopped(exp_dir, search)
     outcome, infeasible = _summarize(grid, search, exp_dir, parent)
     try:
-        if (exp_dir / PENDING_FILE).exists():  # the server was down for a while: catch up now
-            _replay(exp_dir, search, client.get_run(parent).info.experiment_id, parent)
+        if stopped or (exp_dir / PENDING_FILE).exists():  # runs left open, or the server was down a while
+            _replay(exp_dir, search, client.get_run(parent).info.experiment_id, parent,
+                    only=None if (exp_dir / PENDING_FILE).exists() else stopped)
         _close_parent(client, parent, outcome, infeasible)
     except Exception as exc:  # the tracking server is down: the results are safe in the folder
         log.warning("could not close the parent run in MLflow (%s); run `tunelab sync %s` once it is back",
@@ -325,16 +328,38 @@ def sync(name: str, storage: str | Path = "runs") -> Outcome:
     return outcome
 
 
-def _replay(exp_dir: Path, search: spaces.Search, experiment_id: str, parent: str) -> tune.ExperimentAnalysis:
-    """Bring every trial's child run up to what Ray recorded in the experiment folder."""
+def _replay(exp_dir: Path, search: spaces.Search, experiment_id: str, parent: str,
+            only: set[str] | None = None) -> tune.ExperimentAnalysis:
+    """Bring every trial's child run (or those of the trial ids ``only``) up to what Ray recorded in the
+    experiment folder."""
     analysis = tune.ExperimentAnalysis(str(exp_dir))
     tracker = _tracking.MLflowTracker(search.tracking_uri, experiment_id, parent,
                                       sampled_keys=list(search.space.params))
     tracker.setup()
     for trial in analysis.trials:
-        tracker.replay(trial)
-    (exp_dir / PENDING_FILE).unlink(missing_ok=True)
+        if only is None or trial.trial_id in only:
+            tracker.replay(trial)
+    if only is None:
+        (exp_dir / PENDING_FILE).unlink(missing_ok=True)
     return analysis
+
+
+def _end_stopped(exp_dir: Path, search: spaces.Search) -> set[str]:
+    """Tell the study about the trials Ray stopped with the whole experiment, and return their ids.
+
+    A stopper that ends the experiment (``budget.total_flops``, ``budget.time_s``) makes Ray mark the
+    running trials TERMINATED without telling the searcher or the callbacks, so their Optuna trials stay
+    RUNNING and their runs open. Ray's last snapshot tells them apart from the trials of an interrupted
+    driver (still RUNNING there), which ``tunelab resume`` continues and which are left alone.
+    """
+    study = load_study(exp_dir, search.spec.name)
+    running = {t.user_attrs.get(RAY_TRIAL_ATTR) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    if not running:
+        return set()
+    ended = {t.trial_id: (t.last_result, t.status == "ERROR") for t in tune.ExperimentAnalysis(str(exp_dir)).trials
+             if t.trial_id in running and t.status in ("TERMINATED", "ERROR")}
+    end_stopped(study, ended, search.spec.metric)
+    return set(ended)
 
 
 def _summarize(grid, search: spaces.Search, exp_dir: Path, parent: str) -> tuple[Outcome, list]:

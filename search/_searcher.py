@@ -59,6 +59,45 @@ def open_storage(storage: str | Path) -> str | optuna.storages.BaseStorage:
     return JournalStorage(JournalFileBackend(os.fspath(path)))
 
 
+def tell_end(study: optuna.Study, trial: optuna.Trial, status: str, result: Mapping[str, Any] | None,
+             metric: str) -> None:
+    """Tell the study how a trial ended (``status``, one of ``metrics.STATUSES``; ``result``, its last report)."""
+    trial.set_user_attr(STATUS_ATTR, status)
+    value = None if not result else result.get(metric)
+    worst = math.inf if study.direction == optuna.study.StudyDirection.MINIMIZE else -math.inf
+    if status == metrics.COMPLETED and value is not None and math.isfinite(value):
+        study.tell(trial, float(value))
+    elif status == metrics.STATUS_DIVERGED:
+        study.tell(trial, worst)  # a real outcome: this region is bad
+    elif status == metrics.STATUS_OOM:
+        trial.set_constraint("fits_memory", 1.0)
+        study.tell(trial, state=TrialState.PRUNED)
+    elif status == metrics.STOPPED_EARLY:
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        study.tell(trial, state=TrialState.FAIL)
+
+
+def end_stopped(study: optuna.Study, ended: Mapping[str, tuple[Mapping[str, Any] | None, bool]], metric: str) -> int:
+    """Tell the study how trials ended that Ray stopped without telling the searcher.
+
+    When a stopper ends the whole experiment (``budget.total_flops``, ``budget.time_s``), Ray marks the
+    running trials TERMINATED and tells neither the searcher nor the callbacks. ``ended`` maps those Ray
+    trial ids to (last report, raised); their Optuna trials, still RUNNING, are told here. Returns how many.
+    """
+    told = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        ray_id = t.user_attrs.get(RAY_TRIAL_ATTR)
+        if ray_id in ended:
+            result, error = ended[ray_id]
+            step = int((result or {}).get("training_iteration", 0))
+            if result and metric in result and step not in t.intermediate_values and math.isfinite(result[metric]):
+                study._storage.set_trial_intermediate_value(t._trial_id, step, float(result[metric]))
+            tell_end(study, optuna.Trial(study, t._trial_id), metrics.final_status(result, error), result, metric)
+            told += 1
+    return told
+
+
 class InfeasibleSpaceError(RuntimeError):
     """The sampler keeps proposing configs the trainable rejects."""
 
@@ -179,22 +218,8 @@ class OptunaSearcher(Searcher):
             return
         # The result that made the scheduler stop the trial never reached on_trial_result.
         self._report(trial_id, result)
-        trial = self._trial(trial_id)
         status = metrics.final_status(result, error) if (result or error) else metrics.ERROR
-        trial.set_user_attr(STATUS_ATTR, status)
-        value = None if not result else result.get(self.metric)
-        worst = math.inf if self.mode == "min" else -math.inf
-        if status == metrics.COMPLETED and value is not None and math.isfinite(value):
-            self.study.tell(trial, float(value))
-        elif status == metrics.STATUS_DIVERGED:
-            self.study.tell(trial, worst)  # a real outcome: this region is bad
-        elif status == metrics.STATUS_OOM:
-            trial.set_constraint("fits_memory", 1.0)
-            self.study.tell(trial, state=TrialState.PRUNED)
-        elif status == metrics.STOPPED_EARLY:
-            self.study.tell(trial, state=TrialState.PRUNED)
-        else:
-            self.study.tell(trial, state=TrialState.FAIL)
+        tell_end(self.study, self._trial(trial_id), status, result, self.metric)
         del self._trials[trial_id]
         self._reported.pop(trial_id, None)
 

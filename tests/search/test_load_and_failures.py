@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from optuna.trial import TrialState
 from ray import tune
 
 import search
 import spaces
 from search import _tracking
+from search._run import load_study
+from search._searcher import STATUS_ATTR
 from trainables import metrics
 
 pytestmark = pytest.mark.slow
@@ -35,6 +38,23 @@ def test_a_trial_that_raises_is_retried_then_recorded_as_error(ray_session, tmp_
         assert "RuntimeError: synthetic failure at epoch 3" in run.data.tags[_tracking.ERROR_TAG]
         assert [m.step for m in client.get_metric_history(run.info.run_id, metrics.VAL_LOSS)] == [1, 2]
     assert client.get_run(outcome.parent_run_id).data.tags["tunelab.n_error"] == "2"
+
+
+def test_trials_cut_off_by_the_time_budget_are_closed_everywhere(ray_session, tmp_path):
+    # Ray ends an experiment whose budget ran out without telling the searcher or the callbacks about
+    # the trials it stops; here neither trial has reported yet when the 8 s run out.
+    s = spaces.load(LOAD, ["budget.trials=2", "budget.time_s=8", "sleep_s=60", "scheduler.name=fifo",
+                           f"storage={tmp_path}"])
+    outcome = search.run(s)
+    assert outcome.counts()[metrics.STOPPED_EARLY] == 2
+    client, kids = _children(outcome)
+    assert len(kids) == 2
+    for run in kids:
+        assert run.data.tags[_tracking.STATUS_TAG] == metrics.STOPPED_EARLY and run.info.status == "KILLED"
+        assert set(run.data.params) >= {"x", "y", "sleep_s"}  # params ride with a first report it never made
+    study = load_study(outcome.experiment_dir)
+    assert [(t.state, t.user_attrs[STATUS_ATTR]) for t in study.trials] == [(TrialState.PRUNED, metrics.STOPPED_EARLY)] * 2
+    assert client.get_run(outcome.parent_run_id).info.status == "FINISHED"
 
 
 def test_a_search_of_200_short_trials_completes(ray_session, tmp_path):
