@@ -12,7 +12,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,19 +22,12 @@ from pathlib import Path
 
 import pytest
 
+from _procs import TINY_SETS, free_port
 from search import _tracking
 from trainables import metrics
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
-TINY = ["--set", "hidden_size=32", "--set", "train_fraction=0.01", "--set", "eval_fraction=0.05",
-        "--set", "budget.max_concurrent=2"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +37,14 @@ def head(data_dir):
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, TUNELAB_DATA=str(data_dir),
                PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", RAY_USAGE_STATS_ENABLED="0")
     temp = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: Ray's socket paths have a length limit
-    dash = _free_port()
+    dash = free_port()
     proc = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
-         f"--port={_free_port()}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+         f"--port={free_port()}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
          "--num-cpus=2", f"--temp-dir={temp}", "--include-dashboard=true",
          # The agent's HTTP port is fixed (52365) by default, and the suite's own local Ray holds it:
          # without a port of its own the head's agent cannot start, and neither can any job.
-         f"--dashboard-agent-listen-port={_free_port()}"],
+         f"--dashboard-agent-listen-port={free_port()}"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
     try:
@@ -111,7 +103,7 @@ def _wait_for(env, address, job_id, states, timeout=300) -> dict:
 
 def test_submit_runs_the_search_as_a_job_and_mlflow_has_its_runs(head, tmp_path):
     address, env = head
-    proc = _tunelab(env, "submit", "spaces/ptb_smoke.yaml", "--address", address, *TINY,
+    proc = _tunelab(env, "submit", "spaces/ptb_smoke.yaml", "--address", address, *TINY_SETS,
                     "--set", "epochs=2", "--set", "scheduler.max_t=2", "--set", "budget.trials=3",
                     "--name", "job-smoke", "--storage", str(tmp_path))
     job_id = proc.stdout.strip()
@@ -131,7 +123,7 @@ def test_submit_runs_the_search_as_a_job_and_mlflow_has_its_runs(head, tmp_path)
 
 def test_stop_ends_a_running_search(head, tmp_path):
     address, env = head
-    job_id = _tunelab(env, "submit", "spaces/ptb_smoke.yaml", "--address", address, *TINY,
+    job_id = _tunelab(env, "submit", "spaces/ptb_smoke.yaml", "--address", address, *TINY_SETS,
                       "--set", "epochs=50", "--set", "scheduler.name=fifo", "--set", "budget.trials=2",
                       "--name", "job-long", "--storage", str(tmp_path)).stdout.strip()
     _wait_for(env, address, job_id, {"RUNNING"}, timeout=120)

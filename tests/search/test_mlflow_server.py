@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,25 +13,18 @@ from pathlib import Path
 
 import pytest
 
+from _procs import TINY_SETS, free_port
 from search import _tracking
 from trainables import metrics
 
 pytestmark = pytest.mark.slow
-TINY = ["--set", "hidden_size=32", "--set", "train_fraction=0.01", "--set", "eval_fraction=0.05",
-        "--set", "budget.max_concurrent=2"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
     """`mlflow server` on 127.0.0.1 with a SQLite store that outlives the process."""
 
     def __init__(self, folder: Path):
-        self.folder, self.port, self.proc = folder, _free_port(), None
+        self.folder, self.port, self.proc = folder, free_port(), None
         self.uri = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
@@ -76,8 +68,8 @@ def _tunelab(*args, **kw) -> subprocess.CompletedProcess:
 
 
 def test_an_unreachable_server_at_launch_stops_before_anything_starts(tmp_path, data_dir):
-    port = _free_port()  # nothing listens there
-    proc = _tunelab("run", "spaces/ptb_smoke.yaml", *TINY, "--set", f"tracking.uri=http://127.0.0.1:{port}",
+    port = free_port()  # nothing listens there
+    proc = _tunelab("run", "spaces/ptb_smoke.yaml", *TINY_SETS, "--set", f"tracking.uri=http://127.0.0.1:{port}",
                     "--storage", str(tmp_path), env={**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
     assert proc.returncode == 2, proc.stderr[-2000:]
     err = proc.stderr.strip().splitlines()
@@ -88,7 +80,7 @@ def test_an_unreachable_server_at_launch_stops_before_anything_starts(tmp_path, 
 def test_server_killed_mid_search_then_sync_replays_without_duplicates(server, tmp_path, data_dir):
     storage = tmp_path / "runs"
     driver = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "run", "spaces/ptb_smoke.yaml", *TINY, "--set", "epochs=3",
+        [sys.executable, "-m", "search.cli", "run", "spaces/ptb_smoke.yaml", *TINY_SETS, "--set", "epochs=3",
          "--set", "scheduler.max_t=3", "--set", "budget.trials=4", "--set", f"tracking.uri={server.uri}",
          "--storage", str(storage)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
