@@ -15,14 +15,16 @@ from typing import Any
 
 import pyarrow as pa
 
+from trainables import metrics
+
 STATUS_COLORS = {
     "completed": "#1b9e77", "stopped_early": "#7570b3", "diverged": "#d95f02", "oom": "#e7298a",
     "error": "#666666", "infeasible": "#a6761d",
 }
 AXIS_LABELS = {
     "epoch": "epoch", "wall_s": "wall-clock training time (s)", "flops": "training FLOPs",
-    "step": "optimizer step", "tokens": "training tokens", "training_iteration": "report (training iteration)",
-    "params": "parameters", "params_nonembed": "non-embedding parameters",
+    metrics.STEP: "optimizer step", "tokens": "training tokens", "training_iteration": "report (training iteration)",
+    metrics.PARAMS: "parameters", metrics.PARAMS_NONEMBED: "non-embedding parameters",
 }
 
 

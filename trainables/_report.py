@@ -1,77 +1,120 @@
-"""The only outward calls a trial makes: report metrics, save and load checkpoints.
+"""The only outward calls a trial makes: report metrics (with a checkpoint), and load the last checkpoint.
 
 Ray's reporting API has changed three times; every trainable goes through these two functions so the
-next change touches one file.
+next change touches one file. Inside a Ray Tune trial they go to ``ray.tune``. Outside one (``tunelab
+train``, a notebook, a GPU machine without Ray) ``report`` prints each report as a row of a table and
+``load_state`` finds nothing, so a trainable runs the same code with or without Ray.
+
+Torch-free at import: the instant trainables (synthetic, tabular benchmarks) report through here too,
+and torch is imported only to save or load a checkpoint.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import resource
+import sys
 import tempfile
+import warnings
+from collections.abc import Mapping
 from typing import Any
-
-import torch
-from ray import tune
 
 from trainables import metrics as M
 
 _STATE_FILE = "state.pt"
+# The columns a printed report shows, in this order, when the report has them.
+_COLUMNS = (
+    M.EPOCH, M.STEP, M.TOKENS, M.FLOPS, M.TRAIN_LOSS, M.VAL_LOSS, M.TRAIN_PPL, M.VAL_PPL, M.TRAIN_ACC,
+    M.VAL_ACC, M.TEST_PPL, M.LR, M.WALL_S, M.TOKENS_PER_S, M.DIVERGED, M.OOM, M.FINISHED,
+)
+
+
+def _tune():
+    """``ray.tune`` when this process runs a Tune trial, else None.
+
+    A Ray worker that runs a trial has imported ``ray.tune`` already, so a process that has not is
+    outside any trial and never pays for importing Ray.
+    """
+    if "ray.tune" not in sys.modules:
+        return None
+    from ray import tune
+
+    with warnings.catch_warnings():  # outside a trial Ray warns once that the context is empty
+        warnings.simplefilter("ignore")
+        inside = tune.get_context().get_trial_id() is not None
+    return tune if inside else None
 
 
 def report(metrics: dict[str, Any], state: dict[str, Any] | None = None) -> None:
     """Report one interval's metrics to Tune, with a checkpoint of ``state`` when given.
+
+    Outside a Tune trial the metrics are printed as a table row (the header before the first row)
+    and ``state`` is dropped.
 
     Args:
         metrics: flat metric dict (names from ``trainables.metrics``).
         state: everything needed to resume exactly (model, optimizer, schedule, RNG, data position);
             saved with ``torch.save`` into a checkpoint directory that Tune takes over.
     """
+    tune = _tune()
+    if tune is None:
+        _print_row(metrics)
+        return
     if state is None:
         tune.report(metrics)
         return
+    import torch
+
     with tempfile.TemporaryDirectory() as tmp:
         torch.save(state, os.path.join(tmp, _STATE_FILE))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
 def load_state() -> dict[str, Any] | None:
-    """The state saved by the trial's latest checkpoint, or None on a fresh start."""
-    checkpoint = tune.get_checkpoint()
+    """The state saved by the trial's latest checkpoint, or None on a fresh start (or outside Tune)."""
+    tune = _tune()
+    checkpoint = None if tune is None else tune.get_checkpoint()
     if checkpoint is None:
         return None
+    import torch
+
     with checkpoint.as_directory() as path:
         return torch.load(os.path.join(path, _STATE_FILE), weights_only=False)
 
 
-# --- what every language-model trainable's reports share ------------------------------------------
+# --- the printed table (outside Tune) -------------------------------------------------------------
 
-MB = 2**20
+class _Table:
+    """Rows of reports under one header; a new header whenever the columns change."""
 
+    def __init__(self) -> None:
+        self.columns: tuple[str, ...] = ()
 
-def no_eval() -> dict[str, float]:
-    """The evaluation metrics of a report without an evaluation (out of memory): a search may rank by any
-    of them, so each is there, at its worst."""
-    inf = math.inf
-    return {M.TRAIN_LOSS: inf, M.TRAIN_PPL: inf, M.VAL_LOSS: inf, M.VAL_PPL: inf, M.BEST_VAL_PPL: inf,
-            M.TRAIN_ACC: 0.0, M.VAL_ACC: 0.0}
-
-
-def finite(loss: float) -> float:
-    return loss if math.isfinite(loss) else math.inf
-
-
-def ppl(loss: float) -> float:
-    return math.exp(loss) if loss < 700 else math.inf  # NaN and overflow -> inf
+    def row(self, metrics: Mapping[str, Any]) -> str:
+        columns = tuple(c for c in _COLUMNS if c in metrics)
+        lines = []
+        if columns != self.columns:
+            self.columns = columns
+            lines.append("  ".join(f"{c:>{_width(c)}}" for c in columns))
+        lines.append("  ".join(f"{_cell(metrics[c]):>{_width(c)}}" for c in columns))
+        return "\n".join(lines)
 
 
-def param_norm(model: torch.nn.Module) -> float:
-    with torch.no_grad():
-        return torch.linalg.vector_norm(torch.stack([p.float().norm() for p in model.parameters()])).item()
+def _width(column: str) -> int:
+    return max(len(column), 10)
 
 
-def mem_peak_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / MB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB; the process's peak RSS
+def _cell(value: Any) -> str:
+    if isinstance(value, float) and math.isfinite(value) and value != int(value):
+        return f"{value:.4g}"
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{int(value)}" if abs(value) < 1e12 else f"{value:.4g}"
+    return str(value)
+
+
+# One table per process: ``tunelab train`` runs one trial per process.
+_TABLE = _Table()
+
+
+def _print_row(metrics: Mapping[str, Any]) -> None:
+    print(_TABLE.row(metrics), flush=True)

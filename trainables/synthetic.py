@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from trainables import metrics
-from trainables._config import config_dataclass
+from trainables._config import config_dataclass, parse_config
+from trainables._report import load_state, report
 
 CONSTRAINTS: tuple[str, ...] = ()
 
@@ -62,16 +63,8 @@ def val_loss(cfg: SyntheticConfig, epoch: int) -> float:
 
 def train(config: dict[str, Any], data: Any = None) -> None:
     """The Ray Tune function trainable: one report per epoch, a checkpoint with each if asked."""
-    from ray import tune
-
-    from trainables._config import parse_config
-
     cfg = parse_config(SyntheticConfig, config)
-    report, state = None, None
-    if cfg.checkpoint:  # imported only here: _report needs torch, which a plain synthetic trial never loads
-        from trainables import _report
-
-        report, state = _report.report, _report.load_state()
+    state = load_state() if cfg.checkpoint else None  # a checkpoint needs torch; a plain trial never loads it
     first = state["epoch"] + 1 if state else 1
     wall_before = state["wall_s"] if state else 0.0  # resumes add up
     start = time.perf_counter()
@@ -88,7 +81,4 @@ def train(config: dict[str, Any], data: Any = None) -> None:
             metrics.WALL_S: wall, metrics.DIVERGED: 0, metrics.OOM: 0,
             metrics.FINISHED: int(epoch == cfg.epochs),
         }
-        if report is None:
-            tune.report(values)
-        else:
-            report(values, {"epoch": epoch, "wall_s": wall})
+        report(values, {"epoch": epoch, "wall_s": wall} if cfg.checkpoint else None)

@@ -11,6 +11,7 @@ from fixture_store import RNN, RNN_TRIALS
 from mlflow.tracking import MlflowClient
 
 import analysis
+from trainables import metrics
 
 DBL_MAX = 1.7976931348623157e308
 
@@ -33,7 +34,7 @@ def expected_rows(uri: str, parent: str) -> dict[str, dict]:
 
         val = {s: v for s, v in at("val_ppl").items() if abs(v) < DBL_MAX and not math.isnan(v)}
         row = {"status": run.data.tags["tunelab.status"],
-               "peak_mem_mb": max(at("mem_peak_mb").values()), "n_params": at("params")[max(at("params"))]}
+               "peak_mem_mb": max(at("mem_peak_mb").values()), "n_params": at(metrics.PARAMS)[max(at(metrics.PARAMS))]}
         if val:
             step = min(val, key=lambda s: (val[s], s))
             row.update(best_val_ppl=val[step], train_ppl_at_best=at("train_ppl")[step],

@@ -8,7 +8,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from trainables.flops import gpt_flops_per_token
-from trainables.gpt.config import ModelConfig
+from trainables.gpt.config import GPT2_SMALL, ModelConfig
 from trainables.gpt.model import GPT
 
 # (n_layer, n_head, n_embd, seq_len, vocab_size, batch): seq_len 32..512, tied/untied, bias or not.
@@ -53,6 +53,6 @@ def test_flops_scale_with_seq_len_only_through_attention():
 
 def test_gpt2_small_flops_per_token():
     # 6N-style check: 6 × (matmul parameters incl. LM head) + 12·L·s·d, N = 85M + 38.6M.
-    mc = ModelConfig()
+    mc = ModelConfig(**GPT2_SMALL)
     n_matmul = 12 * 12 * 768 * 768 + 768 * 50257
     assert gpt_flops_per_token(mc) == 6 * n_matmul + 12 * 12 * 1024 * 768

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from trainables.gpt.config import GPTConfig, ModelConfig, param_count, params_nonembed
+from trainables.gpt.config import GPT2_SMALL, GPTConfig, ModelConfig, param_count, params_nonembed
 from trainables.gpt.model import GPT, CausalSelfAttention
 
 SMALL = dict(vocab_size=97, n_positions=24, n_layer=3, n_head=4, n_embd=32)
@@ -15,8 +15,8 @@ SMALL = dict(vocab_size=97, n_positions=24, n_layer=3, n_head=4, n_embd=32)
 
 def test_gpt2_small_has_124_439_808_parameters():
     with torch.device("meta"):  # no memory, no init cost
-        model = GPT(ModelConfig())
-    assert model.num_params() == 124_439_808 == param_count(ModelConfig())
+        model = GPT(ModelConfig(**GPT2_SMALL))
+    assert model.num_params() == 124_439_808 == param_count(ModelConfig(**GPT2_SMALL))
     assert model.num_params(non_embedding=True) == 124_439_808 - (50257 + 1024) * 768
     assert model.lm_head.weight is model.transformer.wte.weight
 

@@ -103,15 +103,6 @@ def test_out_of_memory_ends_the_trial_with_a_report(monkeypatch, token_data):
     assert reports[-1][0][metrics.STEP] == 15 and reports[-1][0][metrics.VAL_PPL] == math.inf
 
 
-def test_out_of_memory_while_building_the_model_is_reported_too(monkeypatch, token_data):
-    def setup(cfg, data):
-        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-
-    monkeypatch.setattr(gpt_train, "setup", setup)
-    (m, state), = run_local(monkeypatch, TINY, token_data)
-    assert m[metrics.OOM] == 1 and m[metrics.STEP] == 0 and m[metrics.FLOPS] == 0 and state is None
-
-
 def test_config_and_data_errors_before_training(monkeypatch, token_data):
     with pytest.raises(ConfigError, match="vocab_size"):
         run_local(monkeypatch, {**TINY, "vocab_size": 20}, token_data)

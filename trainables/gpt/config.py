@@ -16,7 +16,6 @@ at the first step whose cumulative FLOPs reach each multiple of it; the last ste
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -34,12 +33,16 @@ CONSTRAINTS = ("model_mb", "params", "memory_mb", "gpu_memory")
 MB = 2**20
 
 
-@dataclasses.dataclass(frozen=True)
+# GPT-2 small's shape (Radford et al. 2019): ``ModelConfig(**GPT2_SMALL)`` has 124,439,808 parameters.
+GPT2_SMALL = dict(vocab_size=50257, n_positions=1024, n_layer=12, n_head=12, n_embd=768)
+
+
+@config_dataclass
 class ModelConfig:
-    """The model's shape, all ``GPT`` in model.py needs (GPT-2 small by default).
+    """The model's shape, all ``GPT`` in model.py needs; ``GPTConfig`` extends it with training fields.
 
     Attributes:
-        vocab_size: token ids are in [0, vocab_size).
+        vocab_size: token ids are in [0, vocab_size) (must cover the token folder's vocabulary).
         n_positions: learned positions, the longest context the model takes.
         n_layer, n_head, n_embd: depth, heads per layer, width d (heads divide d).
         mlp_ratio: MLP hidden width over d.
@@ -50,13 +53,13 @@ class ModelConfig:
             (GPT-1 / Vaswani et al.: after each residual sum, no final one).
     """
 
-    vocab_size: int = 50257
-    n_positions: int = 1024
-    n_layer: int = 12
-    n_head: int = 12
-    n_embd: int = 768
-    mlp_ratio: float = 4.0
-    dropout: float = 0.0
+    vocab_size: PosInt = 50257
+    n_positions: PosInt = 128
+    n_layer: PosInt = 4
+    n_head: PosInt = 4
+    n_embd: PosInt = 256
+    mlp_ratio: PosFloat = 4.0
+    dropout: Unit = 0.0
     bias: bool = True
     tie_embeddings: bool = True
     norm: Literal["pre", "post"] = "pre"
@@ -71,11 +74,10 @@ class ModelConfig:
 
 
 @config_dataclass
-class GPTConfig:
+class GPTConfig(ModelConfig):
     """Everything one GPT trial needs; the search's flat config maps onto these fields.
 
-    Model (see ``ModelConfig``): vocab_size (must cover the token file's vocabulary), n_positions,
-    n_layer, n_head, n_embd, mlp_ratio, dropout, bias, tie_embeddings, norm.
+    Model: the fields of ``ModelConfig``, inherited with their defaults.
 
     Batch and budget:
         batch_size: sequences per micro-batch.
@@ -111,17 +113,6 @@ class GPTConfig:
             diverged; None means 2 · ln(vocab_size), twice the loss of a uniform guess.
     """
 
-    vocab_size: PosInt = 50257
-    n_positions: PosInt = 128
-    n_layer: PosInt = 4
-    n_head: PosInt = 4
-    n_embd: PosInt = 256
-    mlp_ratio: PosFloat = 4.0
-    dropout: Unit = 0.0
-    bias: bool = True
-    tie_embeddings: bool = True
-    norm: Literal["pre", "post"] = "pre"
-
     batch_size: PosInt = 32
     seq_len: PosInt | None = None
     grad_accum: PosInt = 1
@@ -151,8 +142,7 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         # Fail before computing (STYLE.md 3): every cross-field rule, with the fields named.
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        super().__post_init__()
         if self.seq_len is not None and self.seq_len > self.n_positions:
             raise ValueError(f"seq_len={self.seq_len} exceeds n_positions={self.n_positions}")
         if (self.flop_budget is None) == (self.max_steps is None):
@@ -177,11 +167,6 @@ class GPTConfig:
             raise ValueError(f"eval_interval={self.eval_interval} exceeds the {steps} training steps")
 
     # --- derived quantities (properties, so the dict a trial got stays the dict it was given) ----
-    @property
-    def model(self) -> ModelConfig:
-        """The model-shape part."""
-        return ModelConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ModelConfig)})
-
     @property
     def context(self) -> int:
         """Tokens per training sequence: seq_len, or n_positions when seq_len is None."""
@@ -263,7 +248,7 @@ def param_count(cfg: GPTConfig | ModelConfig, non_embedding: bool = False) -> in
     Per block (d = n_embd, m = MLP width, b = 1 with bias else 0): attention 4d² + 4bd (the 3d×d QKV
     and d×d output projections: 4d(d+1) with bias, 4d² without, as in seed 002), MLP 2dm + b(m + d),
     two LayerNorms 2(d + bd). Plus token (V·d) and position (n_positions·d) embeddings, a final
-    LayerNorm with pre-norm, and an untied LM head (V·d). GPT-2 small: 124,439,808.
+    LayerNorm with pre-norm, and an untied LM head (V·d). ``GPT2_SMALL``: 124,439,808.
 
     Args:
         cfg: the config or its model part.

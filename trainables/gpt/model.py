@@ -6,7 +6,7 @@ References:
 2) Karpathy's nanoGPT model.py, for the layout, the init and the weight tying.
 3) Vaswani et al. 2017 / GPT-1 (Radford et al. 2018) for the post-norm variant.
 
-The shape comes from ``ModelConfig`` (config.py), which ``GPTConfig.model`` returns.
+The shape comes from ``ModelConfig`` (config.py), which a trial's ``GPTConfig`` extends.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from trainables.gpt.config import GPTConfig, ModelConfig
+from trainables.gpt.config import ModelConfig
 
 
 class CausalSelfAttention(nn.Module):
@@ -100,12 +100,11 @@ class GPT(nn.Module):
     """Decoder-only transformer language model.
 
     Args:
-        cfg: a ``GPTConfig`` (its model fields are used) or a ``ModelConfig``.
+        cfg: a ``ModelConfig``, or a trial's ``GPTConfig`` (which extends it).
     """
 
-    def __init__(self, cfg: GPTConfig | ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        cfg = cfg.model if isinstance(cfg, GPTConfig) else cfg
         self.cfg = cfg
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(cfg.vocab_size, cfg.n_embd),

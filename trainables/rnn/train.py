@@ -1,10 +1,10 @@
 """LSTM/GRU language modelling on Penn Treebank: the Ray Tune function trainable ``train(config, data)``.
 
-One trial: parse the flat config into ``RNNConfig``, seed everything, cut the (shared, read-only)
-token arrays into streams, build the model and optimizer, then for each epoch: train over the whole
-train stream in bptt windows (truncated backpropagation through time, Zaremba et al. 2014), evaluate
-on validation, and report once with a checkpoint, through ``trainables._report`` only. No module
-state: everything a trial owns lives in its ``Trial``.
+One trial, on the shared skeleton (``trainables._skeleton``): parse the flat config into ``RNNConfig``,
+cut the (shared, read-only) token arrays into streams, build the model and optimizer, then for each
+epoch train over the whole train stream in bptt windows (truncated backpropagation through time,
+Zaremba et al. 2014), evaluate on validation and report once with a checkpoint. ``Trial`` below is what
+this family fills into the skeleton: its data, model, epoch, evaluation and best-weights state.
 
 Decisions worth knowing:
 - The hidden state starts at zero at every epoch (and every evaluation) and is carried from one bptt
@@ -16,30 +16,28 @@ Decisions worth knowing:
   (word_language_model averages over time too, and needs lr 20 and clip 0.25 for the same steps).
   Reported losses are means per token.
 - Divergence (a loss above ``diverge_loss``, or NaN/inf) is checked on the mean training loss of
-  every 100 steps (one device sync each), and on the epoch's train and validation losses; a
-  diverged trial reports once more, with ``diverged: 1`` and no checkpoint, and returns.
+  every 100 steps (one device sync each), which stops the epoch early, and by the skeleton on the
+  epoch's train and validation losses.
 - ``test_ppl`` (last report only) is measured with the weights of the epoch with the best val_ppl.
-- NaN and inf losses are reported as inf, so min-mode comparisons rank them last.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import dataclasses
 import math
-import random
-import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainables import _skeleton
 from trainables import metrics as M
 from trainables._config import parse_config
 from trainables._errors import ConfigError
-from trainables._report import finite, load_state, mem_peak_mb, no_eval, param_norm, ppl, report
+from trainables._report import load_state, report
+from trainables._skeleton import Interval, decay_groups, finite, ppl, set_lr
 from trainables.flops import rnn_flops_per_token
 from trainables.rnn.config import RNNConfig, param_count, params_nonembed
 from trainables.rnn.data import PTBData, batchify, load_data
@@ -47,52 +45,6 @@ from trainables.rnn.model import RNNModel, detach
 from trainables.rnn.schedule import epoch_lr
 
 CHECK_EVERY = 100  # training steps between divergence checks (each costs a device sync)
-
-
-@dataclasses.dataclass
-class Trial:
-    """Everything one trial owns while it runs.
-
-    Attributes:
-        train, valid, test: [T, B] id streams on the device (``batchify``).
-        epoch, step, tokens: completed epochs, optimizer steps and training tokens so far.
-        lr: the learning rate of the last completed epoch (None before the first).
-        improved: whether the last completed epoch improved best_val_ppl (the plateau schedule).
-        best_weights: a CPU copy of the weights of the epoch with the best val_ppl.
-    """
-
-    cfg: RNNConfig
-    device: torch.device
-    model: RNNModel
-    optimizer: torch.optim.Optimizer
-    train: torch.Tensor
-    valid: torch.Tensor
-    test: torch.Tensor
-    epoch: int = 0
-    step: int = 0
-    tokens: int = 0
-    wall_s: float = 0.0
-    lr: float | None = None
-    improved: bool = True
-    best_val_ppl: float = math.inf
-    best_weights: dict[str, torch.Tensor] | None = None
-
-    def autocast(self):
-        # bf16 autocast on CUDA (the recurrence and decoder in bf16, the loss in fp32); fp32 on CPU.
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-
-@dataclasses.dataclass
-class EpochStats:
-    """One epoch's training: mean loss and accuracy per token, steps and tokens, diverged or not."""
-
-    loss: float
-    acc: float
-    steps: int
-    tokens: int
-    diverged: bool
 
 
 def train(config: dict[str, Any], data: PTBData | None = None) -> None:
@@ -109,43 +61,93 @@ def train(config: dict[str, Any], data: PTBData | None = None) -> None:
     cfg = parse_config(RNNConfig, config)
     if data is None:
         data = load_data({"corpus": "ptb", "dir": None})
-    trial = setup(cfg, data)
-    state = load_state()
-    if state is not None:
-        restore(trial, state)
-    try:
-        _run(trial)
-    except torch.OutOfMemoryError:
-        pass  # reported below, outside the handler, once the traceback's frames are released
-    else:
-        return
-    trial.optimizer.zero_grad(set_to_none=True)
-    if trial.device.type == "cuda":
-        torch.cuda.empty_cache()
-    report({**no_eval(), **_progress(trial), M.LR: trial.lr or trial.cfg.lr, M.TOKENS_PER_S: 0.0,
-            M.MEM_PEAK_MB: mem_peak_mb(trial.device), M.PARAM_NORM: param_norm(trial.model), M.OOM: 1})
+    _skeleton.run(Trial(cfg, data), report, load_state)
 
 
-def setup(cfg: RNNConfig, data: PTBData) -> Trial:
-    """Seed, cut the splits into streams on the device, build model and optimizer.
+class Trial(_skeleton.Recipe):
+    """Everything one trial owns while it runs, and the family's part of the skeleton.
 
-    Args:
-        cfg: the trial's config.
-        data: Penn Treebank ids (read-only; only slices are copied to the device).
+    Attributes:
+        train, valid, test: [T, B] id streams on the device (``batchify``), once built.
+        lr: the learning rate of the last completed epoch (None before the first).
+        improved: whether the last completed epoch improved best_val_ppl (the plateau schedule).
+        best_weights: a CPU copy of the weights of the epoch with the best val_ppl.
     """
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda requested but this trial sees no CUDA device")
-    device = torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)  # seeds CUDA too
-    streams = {
-        "train": _streams(data.train, cfg.train_fraction, cfg.batch_size, "train_fraction", device),
-        "valid": _streams(data.valid, cfg.eval_fraction, cfg.eval_batch_size, "eval_fraction", device),
-        "test": _streams(data.test, cfg.eval_fraction, cfg.eval_batch_size, "eval_fraction", device),
-    }
-    model = RNNModel(cfg, data.vocab_size).to(device)
-    return Trial(cfg=cfg, device=device, model=model, optimizer=make_optimizer(cfg, model), **streams)
+
+    def __init__(self, cfg: RNNConfig, data: PTBData) -> None:
+        super().__init__(cfg)
+        self.data = data
+        self.vocab_size = data.vocab_size
+        self.lr: float | None = None
+        self.improved = True
+        self.best_val_ppl = math.inf
+        self.best_weights: dict[str, torch.Tensor] | None = None
+
+    def build(self) -> None:
+        cfg, data, device = self.cfg, self.data, self.device
+        self.train = _streams(data.train, cfg.train_fraction, cfg.batch_size, "train_fraction", device)
+        self.valid = _streams(data.valid, cfg.eval_fraction, cfg.eval_batch_size, "eval_fraction", device)
+        self.test = _streams(data.test, cfg.eval_fraction, cfg.eval_batch_size, "eval_fraction", device)
+        self.model = RNNModel(cfg, data.vocab_size).to(device)
+        self.optimizer = make_optimizer(cfg, self.model, device)
+
+    @property
+    def epoch(self) -> int:
+        return int(self.progress.epoch)
+
+    # --- the family's part of the loop --------------------------------------------------------------
+    def intervals(self) -> range:
+        return range(self.epoch + 1, self.cfg.epochs + 1)
+
+    def train_interval(self, epoch: int) -> Interval:
+        lr = epoch_lr(self.cfg, epoch, self.lr, self.improved)
+        stats = run_epoch(self, lr)
+        self.progress.epoch, self.lr = epoch, lr
+        return stats
+
+    def evaluate(self) -> dict[str, float]:
+        loss, acc = evaluate(self, self.valid)
+        return {M.VAL_LOSS: loss, M.VAL_ACC: acc}
+
+    def observe(self, train: Interval, val: Mapping[str, float], diverged: bool) -> dict[str, float]:
+        val_ppl = ppl(val[M.VAL_LOSS])
+        self.improved = val_ppl < self.best_val_ppl
+        if self.improved and not diverged:
+            self.best_val_ppl = val_ppl
+            self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        return {
+            M.TRAIN_LOSS: finite(train.loss), M.TRAIN_PPL: ppl(train.loss), M.TRAIN_ACC: train.acc,
+            M.VAL_LOSS: finite(val[M.VAL_LOSS]), M.VAL_PPL: val_ppl, M.VAL_ACC: val.get(M.VAL_ACC, 0.0),
+            M.BEST_VAL_PPL: self.best_val_ppl,
+        }
+
+    def is_last(self, epoch: int) -> bool:
+        return epoch == self.cfg.epochs
+
+    def final(self) -> dict[str, float]:
+        return {M.TEST_PPL: ppl(evaluate(self, self.test, _best_model(self))[0])}
+
+    def sizes(self) -> dict[str, float]:
+        return {M.PARAMS: param_count(self.cfg, self.vocab_size), M.PARAMS_NONEMBED: params_nonembed(self.cfg, self.vocab_size)}
+
+    @property
+    def flops_per_token(self) -> int:
+        return rnn_flops_per_token(self.cfg, self.vocab_size)
+
+    @property
+    def ceiling(self) -> float:
+        return self.cfg.diverge_loss
+
+    def state(self) -> dict[str, Any]:
+        return {"lr": self.lr, "improved": self.improved, "best_val_ppl": self.best_val_ppl,
+                "best_weights": self.best_weights}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        self.lr, self.improved = state["lr"], state["improved"]
+        self.best_val_ppl, self.best_weights = state["best_val_ppl"], state["best_weights"]
+
+
+setup = Trial.setup  # a seeded, built trial, for tests and benchmarks
 
 
 def _streams(ids: np.ndarray, fraction: float, batch_size: int, field: str, device: torch.device) -> torch.Tensor:
@@ -156,35 +158,24 @@ def _streams(ids: np.ndarray, fraction: float, batch_size: int, field: str, devi
     return torch.from_numpy(batchify(part, batch_size).astype(np.int64)).to(device)
 
 
-def make_optimizer(cfg: RNNConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """The optimizer named by ``cfg.optimizer``; the learning rate is set per epoch.
-
-    Args:
-        cfg: optimizer, lr, momentum and weight_decay are used.
-        model: the model.
-    """
-    params = list(model.parameters())  # tied weights appear once
-    if cfg.optimizer == "adamw":  # decoupled weight decay (Loshchilov & Hutter)
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":  # weight decay as an L2 term added to the gradient
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    momentum = cfg.momentum if cfg.optimizer == "momentum" else 0.0
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=momentum, weight_decay=cfg.weight_decay)
+def make_optimizer(cfg: RNNConfig, model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:
+    """The optimizer ``cfg`` names, weight decay on every parameter (the learning rate is set per epoch)."""
+    return _skeleton.make_optimizer(cfg.optimizer, decay_groups(model, cfg.weight_decay, matrices_only=False),
+                                    lr=cfg.lr, device=device, momentum=cfg.momentum)
 
 
-def run_epoch(trial: Trial, lr: float) -> EpochStats:
+def run_epoch(trial: Trial, lr: float) -> Interval:
     """One pass over the train streams in bptt windows, carrying the hidden state across them.
 
     Stops early, marked diverged, when the mean loss of the last ``CHECK_EVERY`` steps is above
-    ``diverge_loss`` or not finite. Advances ``trial.step`` and ``trial.tokens``.
+    ``diverge_loss`` or not finite. Advances the trial's step and token counters.
 
     Args:
         trial: the running trial.
         lr: this epoch's learning rate.
     """
-    cfg, model, data = trial.cfg, trial.model, trial.train
-    for group in trial.optimizer.param_groups:
-        group["lr"] = lr
+    cfg, model, data, progress = trial.cfg, trial.model, trial.train, trial.progress
+    set_lr(trial.optimizer, lr)
     model.train()
     hidden = model.init_hidden(cfg.batch_size)
     # Sums on the device, so that a step needs no sync: total loss and hits, and the loss since the last check.
@@ -210,12 +201,12 @@ def run_epoch(trial: Trial, lr: float) -> EpochStats:
         if steps % CHECK_EVERY == 0:
             recent_mean = recent.item() / recent_tokens
             if not recent_mean <= cfg.diverge_loss:  # NaN compares False
-                trial.step, trial.tokens = trial.step + steps, trial.tokens + tokens
-                return EpochStats(recent_mean, correct.item() / tokens, steps, tokens, diverged=True)
+                progress.step, progress.tokens = progress.step + steps, progress.tokens + tokens
+                return Interval(recent_mean, correct.item() / tokens, lr, diverged=True)
             recent.zero_()
             recent_tokens = 0
-    trial.step, trial.tokens = trial.step + steps, trial.tokens + tokens
-    return EpochStats(loss_sum.item() / tokens, correct.item() / tokens, steps, tokens, diverged=False)
+    progress.step, progress.tokens = progress.step + steps, progress.tokens + tokens
+    return Interval(loss_sum.item() / tokens, correct.item() / tokens, lr)
 
 
 @torch.no_grad()
@@ -243,40 +234,6 @@ def evaluate(trial: Trial, data: torch.Tensor, model: RNNModel | None = None) ->
     return loss_sum.item() / tokens, correct.item() / tokens
 
 
-def _run(trial: Trial) -> None:
-    cfg = trial.cfg
-    attempt_start, wall_before = time.perf_counter(), trial.wall_s
-    for epoch in range(trial.epoch + 1, cfg.epochs + 1):
-        lr = epoch_lr(cfg, epoch, trial.lr, trial.improved)
-        if trial.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(trial.device)
-        t0 = time.perf_counter()
-        stats = run_epoch(trial, lr)
-        train_s = time.perf_counter() - t0
-        val_loss, val_acc = (math.inf, 0.0) if stats.diverged else evaluate(trial, trial.valid)
-        diverged = not (stats.loss <= cfg.diverge_loss and val_loss <= cfg.diverge_loss)  # NaN compares False
-        val_ppl = ppl(val_loss)
-        trial.epoch, trial.lr, trial.improved = epoch, lr, val_ppl < trial.best_val_ppl
-        if trial.improved and not diverged:
-            trial.best_val_ppl = val_ppl
-            trial.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in trial.model.state_dict().items()}
-        result = {
-            M.TRAIN_LOSS: finite(stats.loss), M.TRAIN_PPL: ppl(stats.loss), M.TRAIN_ACC: stats.acc,
-            M.VAL_LOSS: finite(val_loss), M.VAL_PPL: val_ppl, M.VAL_ACC: val_acc,
-            M.BEST_VAL_PPL: trial.best_val_ppl, M.LR: lr,
-            M.TOKENS_PER_S: stats.tokens / max(train_s, 1e-9),
-            M.MEM_PEAK_MB: mem_peak_mb(trial.device), M.PARAM_NORM: param_norm(trial.model),
-        }
-        if diverged:
-            trial.wall_s = wall_before + time.perf_counter() - attempt_start
-            report({**result, **_progress(trial), M.DIVERGED: 1})
-            return
-        if epoch == cfg.epochs:
-            result[M.TEST_PPL] = ppl(evaluate(trial, trial.test, _best_model(trial))[0])
-        trial.wall_s = wall_before + time.perf_counter() - attempt_start
-        report({**result, **_progress(trial), M.FINISHED: int(epoch == cfg.epochs)}, state=_state(trial))
-
-
 def _best_model(trial: Trial) -> RNNModel:
     # A copy holding the best-val weights; the trial's model keeps its last weights (the checkpoint's).
     model = copy.deepcopy(trial.model)
@@ -284,48 +241,3 @@ def _best_model(trial: Trial) -> RNNModel:
         model.load_state_dict(trial.best_weights)
     model.rnn.flatten_parameters()  # cuDNN wants the copy's weights in one block again (no-op on CPU)
     return model
-
-
-def _progress(trial: Trial) -> dict[str, Any]:
-    cfg, vocab = trial.cfg, trial.model.decoder.out_features
-    return {
-        M.EPOCH: trial.epoch, M.STEP: trial.step, M.TOKENS: trial.tokens,
-        M.FLOPS: rnn_flops_per_token(cfg, vocab) * trial.tokens, M.WALL_S: trial.wall_s,
-        M.PARAMS: param_count(cfg, vocab), M.PARAMS_NONEMBED: params_nonembed(cfg, vocab),
-        M.DIVERGED: 0, M.OOM: 0, M.FINISHED: 0,
-    }
-
-
-
-def _state(trial: Trial) -> dict[str, Any]:
-    """Everything an exact resume needs: weights, optimizer, schedule, counters, best weights, RNGs."""
-    return {
-        "model": trial.model.state_dict(),
-        "optimizer": trial.optimizer.state_dict(),
-        "epoch": trial.epoch, "step": trial.step, "tokens": trial.tokens, "wall_s": trial.wall_s,
-        "lr": trial.lr, "improved": trial.improved,
-        "best_val_ppl": trial.best_val_ppl, "best_weights": trial.best_weights,
-        "rng": {
-            "python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if trial.device.type == "cuda" else None,
-        },
-    }
-
-
-def restore(trial: Trial, state: dict[str, Any]) -> None:
-    """Put a freshly set-up trial back where ``state`` (from ``_state``) left it.
-
-    Args:
-        trial: the result of ``setup`` with the same config.
-        state: a checkpoint's state.
-    """
-    trial.model.load_state_dict(state["model"])
-    trial.optimizer.load_state_dict(state["optimizer"])
-    for key in ("epoch", "step", "tokens", "wall_s", "lr", "improved", "best_val_ppl", "best_weights"):
-        setattr(trial, key, state[key])
-    rng = state["rng"]
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
-    torch.set_rng_state(rng["torch"].cpu())
-    if rng["cuda"] is not None and trial.device.type == "cuda":
-        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])

@@ -1,0 +1,103 @@
+"""The trial skeleton every torch family runs on: out of memory anywhere, and reporting without Ray."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from trainables import _report, metrics
+from trainables._skeleton import decay_groups, make_optimizer
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+def _rnn_case(data_dir, tmp_path):
+    from trainables.rnn.data import load_data
+
+    config = dict(hidden_size=16, num_layers=1, train_fraction=0.01, eval_fraction=0.05, epochs=2, device="cpu")
+    return "trainables.rnn.train", "RNNModel", config, load_data({"corpus": "ptb", "dir": str(data_dir / "ptb")})
+
+
+def _gpt_case(data_dir, tmp_path):
+    from trainables.gpt import tokens
+
+    text = (data_dir / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:20_000]
+    (tmp_path / "slice.txt").write_text(text, encoding="utf-8")
+    data = tokens.prepare(tmp_path / "slice.txt", tmp_path / "char", "char")
+    config = dict(vocab_size=65, n_positions=16, n_layer=1, n_head=2, n_embd=16, batch_size=4,
+                  flop_budget=None, max_steps=4, eval_interval=2, eval_iters=1, device="cpu")
+    return "trainables.gpt.train", "GPT", config, data
+
+
+# Each family: (module, the model class it builds, a tiny config, its data). New families add a case.
+FAMILIES = {"rnn": _rnn_case, "gpt": _gpt_case}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_out_of_memory_while_the_model_is_built_is_reported(family, data_dir, tmp_path, monkeypatch):
+    """A GPU-OOM stand-in raised by the model's constructor: one report, oom 1, worst values, no checkpoint."""
+    module_name, model_class, config, data = FAMILIES[family](data_dir, tmp_path)
+    module = importlib.import_module(module_name)
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    reports = []
+    monkeypatch.setattr(module, model_class, out_of_memory)
+    monkeypatch.setattr(module, "report", lambda m, state=None: reports.append((m, state)))
+    monkeypatch.setattr(module, "load_state", lambda: None)
+    module.train(config, data)
+    (m, state), = reports
+    assert m[metrics.OOM] == 1 and m[metrics.FINISHED] == 0 and state is None
+    assert m[metrics.STEP] == 0 and m[metrics.TOKENS] == 0 and m[metrics.FLOPS] == 0
+    assert m[metrics.VAL_LOSS] == math.inf and m[metrics.VAL_ACC] == 0.0
+    assert set(metrics.ALL) - {metrics.TEST_PPL} <= set(m)
+    assert metrics.final_status(m) == metrics.STATUS_OOM
+
+
+def test_weight_decay_groups_and_optimizers():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
+    every = decay_groups(model, 0.1, matrices_only=False)
+    assert len(every) == 1 and len(every[0]["params"]) == 4
+    matrices, rest = decay_groups(model, 0.1, matrices_only=True)
+    assert [p.shape for p in matrices["params"]] == [torch.Size([3, 4])] and rest["weight_decay"] == 0.0
+    assert len(rest["params"]) == 3
+    cpu = torch.device("cpu")
+
+    def groups():  # torch writes its defaults into the group dicts: one set per optimizer
+        return decay_groups(model, 0.1, matrices_only=False)
+
+    assert isinstance(make_optimizer("adamw", groups(), lr=1e-3, device=cpu), torch.optim.AdamW)
+    assert isinstance(make_optimizer("adam", groups(), lr=1e-3, device=cpu), torch.optim.Adam)
+    sgd = make_optimizer("sgd", groups(), lr=0.1, device=cpu, momentum=0.9)
+    momentum = make_optimizer("momentum", groups(), lr=0.1, device=cpu, momentum=0.9)
+    assert sgd.param_groups[0]["momentum"] == 0.0 and momentum.param_groups[0]["momentum"] == 0.9
+
+
+def test_report_prints_a_table_outside_ray(capsys):
+    table = _report._Table()
+    first = table.row({metrics.EPOCH: 1, metrics.VAL_PPL: 123.456789, metrics.WALL_S: 2.5, "other": 1})
+    second = table.row({metrics.EPOCH: 2, metrics.VAL_PPL: math.inf, metrics.WALL_S: 5.0})
+    header, row = first.splitlines()
+    assert header.split() == [metrics.EPOCH, metrics.VAL_PPL, metrics.WALL_S]
+    assert row.split() == ["1", "123.5", "2.5"]
+    assert second.split() == ["2", "inf", "5"]  # same columns: no second header
+
+
+def test_report_and_load_state_need_no_ray():
+    # A fresh interpreter where `import ray` fails: reporting prints, resuming finds nothing.
+    code = (
+        "import sys; sys.modules['ray'] = None\n"
+        "from trainables import _report\n"
+        "assert _report.load_state() is None\n"
+        "_report.report({'epoch': 1, 'val_ppl': 2.0}, state={'x': 1})\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["epoch", "val_ppl", "1", "2"]

@@ -1,0 +1,361 @@
+"""One trial's life, shared by every trainable family that trains a torch model.
+
+    setup → resume → (train an interval → evaluate → report, with a checkpoint)* → end
+
+A family subclasses ``Recipe`` and fills in what differs: its data on the device and its model
+(``build``), the intervals between reports (``intervals``), one interval of training (``train_interval``), its
+evaluation (``evaluate``), the metrics it derives from them (``observe``), what its last report adds
+(``final``) and its own checkpoint state. ``run`` owns the rest, once for every family:
+
+- device choice and seeding (Python, NumPy, torch; CUDA too);
+- bf16 autocast on CUDA, fp32 on CPU (``Recipe.autocast``);
+- the optimizer factory (``make_optimizer``) and weight-decay groups (``decay_groups``);
+- progress counters and the wall clock, which add up across resumes (``Progress``);
+- the checkpoint: model, optimizer, counters, RNG states and the family's state, and exact resume
+  from it;
+- divergence: a training or validation loss above the family's ceiling, or not finite, ends the
+  trial with one last report carrying ``diverged: 1`` and no checkpoint;
+- out of memory, while the model is built as well as while it trains: one last report carrying
+  ``oom: 1``, the evaluation metrics at their worst, and the counters reached.
+
+Reports go through the function handed to ``run`` (``trainables._report.report``, or a test's).
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import dataclasses
+import math
+import random
+import resource
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainables import metrics as M
+from trainables._errors import ConfigError
+
+MB = 2**20
+Report = Callable[..., None]
+
+
+# --- what every trial shares ----------------------------------------------------------------------
+
+def pick_device(requested: str) -> torch.device:
+    """The trial's device: CUDA when it has one (``auto``) or asks for it, else the CPU.
+
+    Raises:
+        ConfigError: ``cuda`` asked for where no CUDA device is visible.
+    """
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: cuda requested but this trial sees no CUDA device")
+    return torch.device("cuda" if requested != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # seeds CUDA too
+
+
+def decay_groups(model: torch.nn.Module, weight_decay: float, matrices_only: bool) -> list[dict[str, Any]]:
+    """Parameter groups for the optimizer.
+
+    Args:
+        model: the model (tied weights appear once).
+        weight_decay: the coefficient.
+        matrices_only: decay only tensors of 2 or more dimensions (matmul weights, embeddings),
+            not biases and norm gains, as nanoGPT and GPT-2 do; otherwise decay every parameter.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not matrices_only:
+        return [{"params": params, "weight_decay": weight_decay}]
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+
+
+def make_optimizer(name: str, groups: list[dict[str, Any]], *, lr: float, device: torch.device,
+                   momentum: float = 0.0, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
+    """The optimizer a config names; weight decay comes with the groups (``decay_groups``).
+
+    Args:
+        name: adamw (decoupled decay, Loshchilov & Hutter; fused on CUDA), adam (decay as an L2 term
+            added to the gradient), sgd, momentum (SGD with ``momentum``).
+        groups: parameter groups, each with its weight_decay.
+        lr: the initial learning rate (families set it per step or per epoch).
+        device: the parameters' device.
+        momentum: for ``momentum`` only.
+        betas: Adam's coefficients.
+    """
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=device.type == "cuda")
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr, betas=betas, fused=device.type == "cuda")
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum if name == "momentum" else 0.0)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def finite(loss: float) -> float:
+    """NaN and inf losses as inf, so min-mode comparisons rank them last."""
+    return loss if math.isfinite(loss) else math.inf
+
+
+def ppl(loss: float) -> float:
+    return math.exp(loss) if loss < 700 else math.inf  # NaN and overflow -> inf
+
+
+def param_norm(model: torch.nn.Module) -> float:
+    """L2 norm of all parameters (tied weights once)."""
+    with torch.no_grad():
+        return torch.linalg.vector_norm(torch.stack([p.float().norm() for p in model.parameters()])).item()
+
+
+def mem_peak_mb(device: torch.device) -> float:
+    """Peak accelerator memory since the last reset; on CPU the process's peak RSS."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / MB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def no_eval() -> dict[str, float]:
+    """The evaluation metrics of a report without an evaluation (out of memory): a search may rank by
+    any of them, so each is there, at its worst."""
+    inf = math.inf
+    return {M.TRAIN_LOSS: inf, M.TRAIN_PPL: inf, M.VAL_LOSS: inf, M.VAL_PPL: inf, M.BEST_VAL_PPL: inf,
+            M.TRAIN_ACC: 0.0, M.VAL_ACC: 0.0}
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    return {
+        "python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+    }
+
+
+def set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"].cpu())
+    if state["cuda"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+# --- the recipe a family fills in -----------------------------------------------------------------
+
+@dataclasses.dataclass
+class Progress:
+    """A trial's cumulative counters; checkpointed, so resumes add up.
+
+    Attributes:
+        epoch: passes over the training data (fractional for families that sample windows).
+        step: optimizer steps.
+        tokens: training tokens (images for image families).
+        wall_s: seconds of training and evaluation in this trial, across attempts.
+    """
+
+    epoch: float = 0
+    step: int = 0
+    tokens: int = 0
+    wall_s: float = 0.0
+
+
+@dataclasses.dataclass
+class Interval:
+    """What one interval of training measured.
+
+    Attributes:
+        loss: mean training loss per token over the interval (or over its last stretch, when the
+            family stopped it early because that stretch diverged).
+        acc: mean training accuracy.
+        lr: the learning rate at the end of the interval.
+        diverged: the family stopped the interval early, its loss above the ceiling or not finite.
+    """
+
+    loss: float
+    acc: float
+    lr: float
+    diverged: bool = False
+
+
+class Recipe(abc.ABC):
+    """One trainable family, as ``run`` drives it.
+
+    A subclass's constructor takes the parsed config and the data and does no heavy work; ``build``
+    makes the model and the optimizer (inside ``run``'s out-of-memory guard) and must set
+    ``model``, ``optimizer`` and ``device``.
+
+    Attributes:
+        cfg: the parsed config (has ``device`` and ``seed``).
+        progress: the trial's counters.
+    """
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        self.device = pick_device(cfg.device)
+        self.progress = Progress()
+        self.model: torch.nn.Module | None = None  # type: ignore[no-redef]
+        self.optimizer: torch.optim.Optimizer | None = None  # type: ignore[no-redef]
+
+    @classmethod
+    def setup(cls, cfg: Any, *args: Any) -> Recipe:
+        """A seeded, built trial, as ``run`` starts it (for tests and benchmarks that drive one step)."""
+        trial = cls(cfg, *args)
+        seed_everything(cfg.seed)
+        trial.build()
+        return trial
+
+    # --- what a family must give ------------------------------------------------------------------
+    @abc.abstractmethod
+    def build(self) -> None:
+        """Put the data on the device and make ``model`` and ``optimizer`` (seeded already)."""
+
+    @abc.abstractmethod
+    def intervals(self) -> Iterable[Any]:
+        """The intervals still to train after ``progress`` (epochs, evaluation steps...), one report each."""
+
+    @abc.abstractmethod
+    def train_interval(self, interval: Any) -> Interval:
+        """Train one interval, advancing ``progress``."""
+
+    @abc.abstractmethod
+    def evaluate(self) -> dict[str, float]:
+        """Validation metrics, ``val_loss`` among them (the divergence check reads it)."""
+
+    @abc.abstractmethod
+    def observe(self, train: Interval, val: Mapping[str, float], diverged: bool) -> dict[str, float]:
+        """The interval's objective metrics (losses, perplexities or accuracies, best-so-far), updating
+        the family's best-so-far state unless ``diverged``."""
+
+    @abc.abstractmethod
+    def is_last(self, interval: Any) -> bool:
+        """Whether ``interval`` ends the trial's schedule."""
+
+    @abc.abstractmethod
+    def sizes(self) -> dict[str, float]:
+        """Constant metrics: ``n_params``, ``n_params_nonembed``."""
+
+    @property
+    @abc.abstractmethod
+    def flops_per_token(self) -> int:
+        """Training FLOPs (forward + backward) per token (``trainables.flops``)."""
+
+    @property
+    @abc.abstractmethod
+    def ceiling(self) -> float:
+        """A training or validation loss above this means diverged."""
+
+    # --- what a family may add --------------------------------------------------------------------
+    def final(self) -> dict[str, float]:
+        """Metrics only the last report carries (``test_ppl``...)."""
+        return {}
+
+    def state(self) -> dict[str, Any]:
+        """The family's own checkpoint state (best weights, data position...), beside the skeleton's."""
+        return {}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        """Restore what ``state()`` saved."""
+
+    def autocast(self):
+        # bf16 autocast on CUDA (matmuls in bf16, reductions such as the loss in fp32); fp32 on CPU.
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # --- counters and checkpoints -----------------------------------------------------------------
+    def counters(self) -> dict[str, float]:
+        p = self.progress
+        return {
+            M.EPOCH: p.epoch, M.STEP: p.step, M.TOKENS: p.tokens, M.FLOPS: self.flops_per_token * p.tokens,
+            M.WALL_S: p.wall_s, **self.sizes(), M.DIVERGED: 0, M.OOM: 0, M.FINISHED: 0,
+        }
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Everything an exact resume needs: weights, optimizer, counters, RNG states, the family's state."""
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            **dataclasses.asdict(self.progress), "rng": rng_state(self.device), **self.state(),
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Put a freshly built trial back where ``checkpoint()`` left it."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.progress = Progress(**{f.name: state[f.name] for f in dataclasses.fields(Progress)})
+        set_rng_state(state["rng"], self.device)
+        self.load(state)
+
+
+# --- the loop -------------------------------------------------------------------------------------
+
+def run(recipe: Recipe, report: Report, load_state: Callable[[], dict[str, Any] | None]) -> None:
+    """Run one trial of ``recipe`` to its end, reporting every interval.
+
+    Args:
+        recipe: the family's recipe for this config and data.
+        report: ``report(metrics, state=None)``, normally ``trainables._report.report``.
+        load_state: returns the checkpoint to resume from, or None.
+    """
+    seed_everything(recipe.cfg.seed)  # as ``Recipe.setup`` does
+    try:
+        recipe.build()
+        state = load_state()
+        if state is not None:
+            recipe.restore(state)
+        _loop(recipe, report)
+        return
+    except torch.OutOfMemoryError:
+        pass  # reported below, outside the handler, once the traceback's frames are released
+    _out_of_memory(recipe, report)
+
+
+def _loop(recipe: Recipe, report: Report) -> None:
+    progress = recipe.progress
+    attempt_start, wall_before = time.perf_counter(), progress.wall_s
+    for interval in recipe.intervals():
+        if recipe.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(recipe.device)
+        t0, tokens_before = time.perf_counter(), progress.tokens
+        train = recipe.train_interval(interval)
+        train_s = time.perf_counter() - t0
+        val = {M.VAL_LOSS: math.inf} if train.diverged else recipe.evaluate()
+        ceiling = recipe.ceiling
+        diverged = not (train.loss <= ceiling and val[M.VAL_LOSS] <= ceiling)  # NaN compares False
+        result = {
+            **recipe.observe(train, val, diverged), M.LR: train.lr,
+            M.TOKENS_PER_S: (progress.tokens - tokens_before) / max(train_s, 1e-9),
+            M.MEM_PEAK_MB: mem_peak_mb(recipe.device), M.PARAM_NORM: param_norm(recipe.model),
+        }
+        if diverged:
+            progress.wall_s = wall_before + time.perf_counter() - attempt_start
+            report({**result, **recipe.counters(), M.DIVERGED: 1})
+            return
+        last = recipe.is_last(interval)
+        if last:
+            result.update(recipe.final())
+        progress.wall_s = wall_before + time.perf_counter() - attempt_start
+        report({**result, **recipe.counters(), M.FINISHED: int(last)}, state=recipe.checkpoint())
+
+
+def _out_of_memory(recipe: Recipe, report: Report) -> None:
+    if recipe.optimizer is not None:
+        recipe.optimizer.zero_grad(set_to_none=True)
+    if recipe.device.type == "cuda":
+        torch.cuda.empty_cache()
+    report({
+        **no_eval(), **recipe.counters(), M.LR: 0.0, M.TOKENS_PER_S: 0.0, M.MEM_PEAK_MB: mem_peak_mb(recipe.device),
+        M.PARAM_NORM: param_norm(recipe.model) if recipe.model is not None else 0.0, M.OOM: 1,
+    })
