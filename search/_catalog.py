@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import spaces
 from search import _tracking
-from search._run import STATE_FILE
+from search._paths import STATE_FILE
 from trainables import metrics
 
 
@@ -37,19 +36,3 @@ def format_table(rows: list[dict]) -> str:
         best = " ".join(f"{k.removeprefix('best_')}={v:.4g}" for k, v in r["best"].items()) or "-"
         lines.append("  ".join([r["name"], r["state"], str(total), *(str(c.get(s, 0)) for s in metrics.STATUSES), best]))
     return "\n".join(lines)
-
-
-def state(storage: Path, name: str) -> dict:
-    """What ``tunelab run`` recorded about search ``name``: its tracking URI, experiment, parent run."""
-    root = storage.expanduser().resolve()
-    state_path = root / name / STATE_FILE
-    if not state_path.exists():
-        raise spaces.SpecError(str(root), "name", f"no search named {name!r} under {root}")
-    return json.loads(state_path.read_text())
-
-
-def tracking_uri(storage: Path, name: str | None) -> str:
-    """The tracking URI of search ``name``, or the results root's default database."""
-    if name is None:
-        return f"sqlite:///{storage.expanduser().resolve() / 'mlflow.db'}"
-    return state(storage, name)["tracking_uri"]

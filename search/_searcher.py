@@ -59,6 +59,19 @@ def open_storage(storage: str | Path) -> str | optuna.storages.BaseStorage:
     return JournalStorage(JournalFileBackend(os.fspath(path)))
 
 
+def reopen(study: optuna.Study, number: int) -> optuna.Trial:
+    """A handle on the running trial ``number`` of ``study``, one this process did not ``ask()`` for
+    (the searcher was restored from a snapshot, or the driver closes a trial Ray stopped).
+
+    Optuna has no public lookup for this: its ``Trial`` constructor (public, but "not recommended" for
+    direct use) takes the storage's trial id, which only the frozen trial carries. This is the one
+    place tunelab builds a ``Trial`` itself; every other call goes through ``study.ask()`` handles or
+    ``study.tell(number, ...)``.
+    """
+    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    return optuna.Trial(study, frozen._trial_id)
+
+
 def tell_end(study: optuna.Study, trial: optuna.Trial, status: str, result: Mapping[str, Any] | None,
              metric: str) -> None:
     """Tell the study how a trial ended (``status``, one of ``metrics.STATUSES``; ``result``, its last report)."""
@@ -91,9 +104,10 @@ def end_stopped(study: optuna.Study, ended: Mapping[str, tuple[Mapping[str, Any]
         if ray_id in ended:
             result, error = ended[ray_id]
             step = int((result or {}).get("training_iteration", 0))
+            handle = reopen(study, t.number)
             if result and metric in result and step not in t.intermediate_values and math.isfinite(result[metric]):
-                study._storage.set_trial_intermediate_value(t._trial_id, step, float(result[metric]))
-            tell_end(study, optuna.Trial(study, t._trial_id), metrics.final_status(result, error), result, metric)
+                handle.report(float(result[metric]), step)
+            tell_end(study, handle, metrics.final_status(result, error), result, metric)
             told += 1
     return told
 
@@ -143,7 +157,8 @@ class OptunaSearcher(Searcher):
         self._grid_next = 0
         self._points = list(points_to_evaluate)
         self._max_infeasible = max_infeasible
-        self._trials: dict[str, int] = {}  # Ray trial id -> Optuna storage trial id
+        self._trials: dict[str, int] = {}  # Ray trial id -> Optuna trial number
+        self._handles: dict[str, optuna.Trial] = {}  # Ray trial id -> the handle ask() gave (not pickled)
         self._reported: dict[str, int] = {}  # Ray trial id -> last reported step
         self._study: optuna.Study | None = None
 
@@ -159,7 +174,9 @@ class OptunaSearcher(Searcher):
         return self._study
 
     def _trial(self, trial_id: str) -> optuna.Trial:
-        return optuna.Trial(self.study, self._trials[trial_id])
+        if trial_id not in self._handles:  # asked before a restore
+            self._handles[trial_id] = reopen(self.study, self._trials[trial_id])
+        return self._handles[trial_id]
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec) -> bool:
         return True  # metric and mode come from the search file; the space is ours
@@ -173,7 +190,8 @@ class OptunaSearcher(Searcher):
             reason = self._check({**self._base, **params})
             if reason is None:
                 trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
-                self._trials[trial_id] = trial._trial_id
+                self._trials[trial_id] = trial.number
+                self._handles[trial_id] = trial
                 if self._points:
                     self._points.pop(0)
                 elif self._grid:
@@ -221,12 +239,14 @@ class OptunaSearcher(Searcher):
         status = metrics.final_status(result, error) if (result or error) else metrics.ERROR
         tell_end(self.study, self._trial(trial_id), status, result, self.metric)
         del self._trials[trial_id]
+        self._handles.pop(trial_id, None)
         self._reported.pop(trial_id, None)
 
     # --- persistence (Ray saves the searcher into the experiment folder) -------------------------
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_study"] = None  # the storage's handles do not pickle; its path reopens it
+        state["_handles"] = {}
         return state
 
     def save(self, checkpoint_path: str) -> None:
@@ -241,6 +261,7 @@ class OptunaSearcher(Searcher):
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(cloudpickle.load(f))
         self._study = None
+        self._handles = {}
         self._reconcile()
 
     def _reconcile(self) -> None:
@@ -252,12 +273,12 @@ class OptunaSearcher(Searcher):
         snapshot still holds as running is resumed by Ray, and its outcome is already in the study (it
         is forgotten here, so it is not told twice).
         """
-        trials = {t._trial_id: t for t in self.study.get_trials(deepcopy=False)}
-        for ray_id, storage_id in list(self._trials.items()):
-            if storage_id in trials and trials[storage_id].state.is_finished():
+        trials = {t.number: t for t in self.study.get_trials(deepcopy=False)}
+        for ray_id, number in list(self._trials.items()):
+            if number in trials and trials[number].state.is_finished():
                 del self._trials[ray_id]
                 self._reported.pop(ray_id, None)
         known = set(self._trials.values())
         for t in trials.values():
-            if t.state == TrialState.RUNNING and t._trial_id not in known:
+            if t.state == TrialState.RUNNING and t.number not in known:
                 self.study.tell(t.number, state=TrialState.FAIL)

@@ -79,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--storage", default="runs")
     ls.set_defaults(func=_ls)
 
+    trn = sub.add_parser("train", help="train one config of a search file in this process: no Ray, no MLflow; "
+                                       "prints each report as a table row")
+    trn.add_argument("file")
+    _overrides(trn)
+    trn.set_defaults(func=_train)
+
     ins = sub.add_parser("inspect", help="size a config: params, FLOPs, steps, memory, feasibility (no Ray)")
     ins.add_argument("file")
     _overrides(ins)
@@ -133,9 +139,9 @@ def _run(args) -> int:
 
 
 def _sync(args) -> int:
-    from search import _run as core
+    from search import _resume
 
-    _print_outcome(core.sync(args.name, args.storage))
+    _print_outcome(_resume.sync(args.name, args.storage))
     return 0
 
 
@@ -168,7 +174,7 @@ def _job_stop(args) -> int:
 
 
 def _resume(args) -> int:
-    from search import _run as core
+    from search import _resume as core
 
     _print_outcome(core.resume(args.name, args.storage, address=args.address))
     return 0
@@ -205,6 +211,22 @@ def _inspect(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    s = spaces.load(args.file, args.overrides)
+    config, filled = inspect_config(s)
+    reason = s.entry.check(config, s.spec.constraints)
+    if reason is not None:
+        raise spaces.SpecError(s.file, "config", f"the config to train is infeasible: {reason}")
+    try:
+        data = s.entry.load_data(s.spec.data.model_dump())
+    except trainables.DataError as exc:
+        raise spaces.SpecError(s.file, "data", str(exc)) from None
+    shown = " ".join(f"{k}={v}" for k, v in filled.items())
+    print(f"training {s.spec.trainable} ({s.file}){': ' + shown if shown else ''}", flush=True)
+    s.entry.trainable(config, data)  # reports print as table rows: no Tune trial runs here
+    return 0
+
+
 def inspect_config(s: spaces.Search) -> tuple[dict, dict]:
     """The config ``tunelab inspect`` sizes: the fixed part, with each still-searched parameter taken
     from the first warm-start point, else its log-/midpoint or first choice (listed as ``from_space``)."""
@@ -234,9 +256,9 @@ def _prepare_data(args) -> int:
 
 def _report(args) -> int:
     import analysis
-    from search import _catalog
+    from search import _paths
 
-    state = _catalog.state(Path(args.storage), args.name)
+    state = _paths.read_state(Path(args.storage), args.name)
     out = Path(args.out) if args.out else Path(args.storage).resolve() / args.name / "report"
     try:
         path = analysis.report(args.name, state["tracking_uri"], out, parent_run=state["parent_run_id"])
@@ -258,9 +280,9 @@ def _ls(args) -> int:
 
 
 def _ui(args) -> int:
-    from search import _catalog
+    from search import _paths
 
-    uri = _catalog.tracking_uri(Path(args.storage), args.name)
+    uri = _paths.tracking_uri(Path(args.storage), args.name)
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
            "--host", "127.0.0.1", "--port", str(args.port)]
     print(" ".join(cmd[1:]), flush=True)

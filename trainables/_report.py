@@ -85,31 +85,35 @@ def load_state() -> dict[str, Any] | None:
 # --- the printed table (outside Tune) -------------------------------------------------------------
 
 class _Table:
-    """Rows of reports under one header; a new header whenever the columns change."""
+    """Rows of reports under the header of the first; a column a later report adds (``test_ppl`` on
+    the last) follows its row as ``name=value``."""
 
     def __init__(self) -> None:
-        self.columns: tuple[str, ...] = ()
+        self.columns: tuple[str, ...] | None = None
 
     def row(self, metrics: Mapping[str, Any]) -> str:
-        columns = tuple(c for c in _COLUMNS if c in metrics)
         lines = []
-        if columns != self.columns:
-            self.columns = columns
-            lines.append("  ".join(f"{c:>{_width(c)}}" for c in columns))
-        lines.append("  ".join(f"{_cell(metrics[c]):>{_width(c)}}" for c in columns))
+        if self.columns is None:
+            self.columns = tuple(c for c in _COLUMNS if c in metrics)
+            lines.append("  ".join(f"{c:>{_width(c)}}" for c in self.columns))
+        cells = [f"{_cell(metrics.get(c, '')):>{_width(c)}}" for c in self.columns]
+        cells += [f"{c}={_cell(metrics[c])}" for c in _COLUMNS if c in metrics and c not in self.columns]
+        lines.append("  ".join(cells))
         return "\n".join(lines)
 
 
 def _width(column: str) -> int:
-    return max(len(column), 10)
+    return max(len(column), 9)
 
 
 def _cell(value: Any) -> str:
-    if isinstance(value, float) and math.isfinite(value) and value != int(value):
-        return f"{value:.4g}"
-    if isinstance(value, float) and math.isfinite(value):
-        return f"{int(value)}" if abs(value) < 1e12 else f"{value:.4g}"
-    return str(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if not math.isfinite(value):
+        return str(float(value))
+    if value == int(value) and abs(value) < 1e7:
+        return str(int(value))
+    return f"{value:.4g}"
 
 
 # One table per process: ``tunelab train`` runs one trial per process.

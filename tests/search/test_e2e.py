@@ -19,7 +19,7 @@ from ray import tune
 import search
 import spaces
 from search import _tracking
-from search._run import load_study
+from search import load_study
 from search._searcher import STATUS_ATTR
 from trainables import metrics
 

@@ -28,7 +28,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search import _tracking
-from search._run import load_study
+from search import load_study
 from trainables import metrics
 
 pytestmark = pytest.mark.slow

@@ -83,11 +83,13 @@ def test_weight_decay_groups_and_optimizers():
 def test_report_prints_a_table_outside_ray(capsys):
     table = _report._Table()
     first = table.row({metrics.EPOCH: 1, metrics.VAL_PPL: 123.456789, metrics.WALL_S: 2.5, "other": 1})
-    second = table.row({metrics.EPOCH: 2, metrics.VAL_PPL: math.inf, metrics.WALL_S: 5.0})
+    second = table.row({metrics.EPOCH: 2, metrics.VAL_PPL: math.inf, metrics.WALL_S: 5.0, metrics.TEST_PPL: 99.0,
+                        metrics.FLOPS: 18_230_550_920})
     header, row = first.splitlines()
     assert header.split() == [metrics.EPOCH, metrics.VAL_PPL, metrics.WALL_S]
     assert row.split() == ["1", "123.5", "2.5"]
-    assert second.split() == ["2", "inf", "5"]  # same columns: no second header
+    # One header: a column the first report lacked follows the row.
+    assert second.split() == ["2", "inf", "5", "flops=1.823e+10", "test_ppl=99"]
 
 
 def test_report_and_load_state_need_no_ray():

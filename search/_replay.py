@@ -1,0 +1,57 @@
+"""Bring MLflow and the Optuna study up to what Ray recorded in the experiment folder.
+
+Ray's experiment folder is the record a search can always trust: every report of every trial is in
+its ``result.json``, and its snapshot of the trials says which ended how. Two things can fall behind
+it, and are brought level here:
+
+- MLflow, when the tracking server was unreachable for a while (``replay``: missing child runs, missing
+  steps, end statuses; never anything twice);
+- the study, when a stopper ended the whole experiment (``end_stopped``: Ray marks the running trials
+  TERMINATED without telling the searcher or the callbacks).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from optuna.trial import TrialState
+from ray import tune
+
+import spaces
+from search import _tracking
+from search._paths import PENDING_FILE, load_study
+from search._searcher import RAY_TRIAL_ATTR, end_stopped as tell_stopped
+
+
+def replay(exp_dir: Path, search: spaces.Search, experiment_id: str, parent: str,
+           only: set[str] | None = None) -> tune.ExperimentAnalysis:
+    """Bring every trial's child run (or those of the trial ids ``only``) up to what Ray recorded in the
+    experiment folder."""
+    analysis = tune.ExperimentAnalysis(str(exp_dir))
+    tracker = _tracking.MLflowTracker(search.tracking_uri, experiment_id, parent,
+                                      sampled_keys=list(search.space.params))
+    tracker.setup()
+    for trial in analysis.trials:
+        if only is None or trial.trial_id in only:
+            tracker.replay(trial)
+    if only is None:
+        (exp_dir / PENDING_FILE).unlink(missing_ok=True)
+    return analysis
+
+
+def end_stopped(exp_dir: Path, search: spaces.Search) -> set[str]:
+    """Tell the study about the trials Ray stopped with the whole experiment, and return their ids.
+
+    A stopper that ends the experiment (``budget.total_flops``, ``budget.time_s``) makes Ray mark the
+    running trials TERMINATED without telling the searcher or the callbacks, so their Optuna trials stay
+    RUNNING and their runs open. Ray's last snapshot tells them apart from the trials of an interrupted
+    driver (still RUNNING there), which ``tunelab resume`` continues and which are left alone.
+    """
+    study = load_study(exp_dir, search.spec.name)
+    running = {t.user_attrs.get(RAY_TRIAL_ATTR) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    if not running:
+        return set()
+    ended = {t.trial_id: (t.last_result, t.status == "ERROR") for t in tune.ExperimentAnalysis(str(exp_dir)).trials
+             if t.trial_id in running and t.status in ("TERMINATED", "ERROR")}
+    tell_stopped(study, ended, search.spec.metric)
+    return set(ended)

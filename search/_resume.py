@@ -1,0 +1,69 @@
+"""Pick a search up again from its folder: ``resume`` (its driver stopped) and ``sync`` (MLflow was down)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ray import tune
+
+import spaces
+from search import _replay, _tracking, _tuner
+from search._paths import SEARCH_FILE, STATE_FILE, read_state
+from search._summary import Outcome, close_parent, finish, is_closed, summarize
+
+log = logging.getLogger(__name__)
+
+
+def resume(name: str, storage: str | Path = "runs", *, address: str | None = None) -> Outcome:
+    """Resume a search whose driver stopped: finished trials are kept, unfinished ones continue from
+    their checkpoints, and the search still runs ``budget.trials`` trials in all.
+
+    Args:
+        name: the search's name (its folder under ``storage``).
+        storage: the results root it was run with.
+        address: Ray cluster address; None starts a local Ray.
+    """
+    state = read_state(Path(storage), name)
+    exp_dir = Path(storage).expanduser().resolve() / name
+    search = spaces.load(exp_dir / SEARCH_FILE)
+    data = _tuner.load_data(search)
+    client = _tracking.client_for(state["tracking_uri"])
+    client.get_run(state["parent_run_id"])  # fails early if tracking is unreachable
+    client.update_run(state["parent_run_id"], status="RUNNING")
+    known = {t.trial_id for t in tune.ExperimentAnalysis(str(exp_dir)).trials}
+    lost = _tracking.end_lost_runs(client, state["experiment_id"], state["parent_run_id"], known)
+    if lost:
+        log.warning("trials %s started after Ray's last snapshot and cannot be resumed; their runs are ended "
+                    "as errors and other trials take their place", ", ".join(lost))
+    _tuner.init_ray(address)
+    tuner = _tuner.restored_tuner(search, data, exp_dir)
+    return finish(tuner.fit(), search, exp_dir, client, state["parent_run_id"])
+
+
+def sync(name: str, storage: str | Path = "runs") -> Outcome:
+    """Replay what Ray recorded of search ``name`` into MLflow, for when the server was down.
+
+    Every trial gets its child run (created if MLflow never saw the trial), the reports MLflow lacks
+    (steps after the last one it has, so running it twice adds nothing) and, for ended trials, its
+    status; the parent run gets its summary once every trial has ended.
+
+    Raises:
+        spaces.SpecError: no such search, or MLflow still unreachable.
+    """
+    root = Path(storage).expanduser().resolve()
+    state = read_state(root, name)
+    exp_dir = root / name
+    search = spaces.load(exp_dir / SEARCH_FILE)
+    uri, parent = state["tracking_uri"], state["parent_run_id"]
+    client = _tracking.client_for(uri)
+    try:
+        parent_run = client.get_run(parent)
+    except Exception as exc:
+        raise spaces.SpecError(str(exp_dir / STATE_FILE), "tracking_uri",
+                               f"cannot use MLflow at {uri}: {str(exc).splitlines()[0]}") from None
+    analysis = _replay.replay(exp_dir, search, state["experiment_id"], parent)
+    outcome, infeasible = summarize(tune.ResultGrid(analysis), search, exp_dir, parent)
+    if not is_closed(parent_run) and all(t.status in ("TERMINATED", "ERROR") for t in analysis.trials):
+        close_parent(client, parent, outcome, infeasible)
+    return outcome

@@ -1,0 +1,138 @@
+"""The end of a search: what it leaves behind (``Outcome``) and the parent run's summary in MLflow."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+import spaces
+from search import _replay, _tracking
+from search._paths import PENDING_FILE, load_study
+from search._searcher import REASON_ATTR, STATUS_ATTR
+from trainables import metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TrialSummary:
+    trial_id: str
+    status: str
+    params: dict[str, Any]
+    best: float | None
+    iterations: int
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What a finished (or budget-stopped) search leaves behind."""
+
+    name: str
+    experiment_dir: Path
+    tracking_uri: str
+    parent_run_id: str
+    metric: str
+    mode: str
+    trials: list[TrialSummary]
+    infeasible: int
+    best: TrialSummary | None
+    tracking_pending: bool = False  # MLflow was unreachable at the end: `tunelab sync` completes it
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in metrics.STATUSES}
+        for t in self.trials:
+            out[t.status] += 1
+        out[metrics.INFEASIBLE] = self.infeasible
+        return out
+
+    def table(self) -> str:
+        """A short Markdown table of the trials, best first."""
+        keys = sorted({k for t in self.trials for k in t.params})
+        sign = 1 if self.mode == "min" else -1
+        rows = sorted(self.trials, key=lambda t: sign * t.best if t.best is not None else math.inf)
+        head = ["trial", "status", *keys, f"best {self.metric}", "iters"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for t in rows:
+            vals = [_fmt(t.params.get(k, "")) for k in keys]
+            best = "" if t.best is None else f"{t.best:.4g}"
+            lines.append("| " + " | ".join([t.trial_id, t.status, *vals, best, str(t.iterations)]) + " |")
+        return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def finish(grid: tune.ResultGrid, search: spaces.Search, exp_dir: Path, client, parent: str) -> Outcome:
+    """Close a search after ``Tuner.fit``: the trials a stopper ended, MLflow's missing records, the
+    parent's summary. With the tracking server down, the results stay safe in the folder and the
+    outcome says that ``tunelab sync`` completes them."""
+    stopped = _replay.end_stopped(exp_dir, search)
+    outcome, infeasible = summarize(grid, search, exp_dir, parent)
+    try:
+        if stopped or (exp_dir / PENDING_FILE).exists():  # runs left open, or the server was down a while
+            _replay.replay(exp_dir, search, client.get_run(parent).info.experiment_id, parent,
+                           only=None if (exp_dir / PENDING_FILE).exists() else stopped)
+        close_parent(client, parent, outcome, infeasible)
+    except Exception as exc:  # the tracking server is down: the results are safe in the folder
+        log.warning("could not close the parent run in MLflow (%s); run `tunelab sync %s` once it is back",
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__, outcome.name)
+        outcome.tracking_pending = True
+    return outcome
+
+
+def summarize(grid, search: spaces.Search, exp_dir: Path, parent: str) -> tuple[Outcome, list]:
+    """The search's ``Outcome`` from Ray's results, and the study's infeasible trials."""
+    spec = search.spec
+    trials = []
+    for result in grid:
+        last = result.metrics or {}
+        df = result.metrics_dataframe
+        best = None
+        if df is not None and spec.metric in df:
+            col = df[spec.metric].dropna()
+            if len(col):
+                best = float(col.min() if spec.mode == "min" else col.max())
+        status = metrics.final_status(last, error=result.error is not None)
+        params = {k: result.config.get(k) for k in search.space.params if k in result.config}
+        trials.append(TrialSummary(last.get("trial_id", "?"), status, params, best,
+                                   int(last.get("training_iteration", 0))))
+    study = load_study(exp_dir, spec.name)
+    infeasible = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(STATUS_ATTR) == metrics.INFEASIBLE]
+    scored = [t for t in trials if t.best is not None and math.isfinite(t.best)]
+    sign = 1 if spec.mode == "min" else -1
+    best = min(scored, key=lambda t: sign * t.best) if scored else None
+    outcome = Outcome(spec.name, exp_dir, search.tracking_uri, parent, spec.metric, spec.mode, trials,
+                      len(infeasible), best)
+    return outcome, infeasible
+
+
+def close_parent(client, parent: str, outcome: Outcome, infeasible: list) -> None:
+    """Write the search's summary on its parent run (counts by status, the best trial, the tables) and
+    end it."""
+    tags = [_tracking.RunTag(f"tunelab.n_{k}", str(v)) for k, v in outcome.counts().items()]
+    values = {f"n_{k}": v for k, v in outcome.counts().items()}
+    if outcome.best is not None:
+        exp_id = client.get_run(parent).info.experiment_id
+        runs = {r.data.tags.get(_tracking.TRIAL_ID_TAG): r.info.run_id
+                for r in _tracking.children(client, exp_id, parent)}
+        tags += [_tracking.RunTag("tunelab.best_trial_id", outcome.best.trial_id),
+                 _tracking.RunTag("tunelab.best_run_id", runs.get(outcome.best.trial_id, ""))]
+        values[f"best_{outcome.metric}"] = outcome.best.best
+    client.log_batch(parent, metrics=[_tracking.Metric(k, float(v), 0, 0) for k, v in values.items()], tags=tags)
+    client.log_text(parent, outcome.table() + "\n", "report/summary.md")
+    if infeasible:
+        rows = [{"params": t.params, "reason": t.user_attrs.get(REASON_ATTR)} for t in infeasible]
+        client.log_text(parent, json.dumps(rows, indent=1, default=str), "report/infeasible.json")
+    client.set_terminated(parent, "FINISHED")
+
+
+def is_closed(parent_run) -> bool:
+    """Whether ``close_parent`` has written this parent run's summary."""
+    return parent_run.info.status == "FINISHED" and f"tunelab.n_{metrics.COMPLETED}" in parent_run.data.tags

@@ -1,0 +1,124 @@
+"""Tuner assembly: a validated search file -> a ``ray.tune.Tuner`` (new, or restored from its folder).
+
+The Optuna searcher behind a concurrency limit, the scheduler, the budget stoppers, the MLflow
+callback, the failure and checkpoint policy, and the trainable with its data in the object store.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
+from ray.tune.search import ConcurrencyLimiter
+
+import spaces
+import trainables
+from search import _tracking
+from search._budget import FlopBudgetStopper
+from search._paths import PENDING_FILE, study_storage
+from search._samplers import make_sampler
+from search._searcher import OptunaSearcher
+
+# Trials here checkpoint every epoch, often seconds apart; Ray's warning about frequent experiment
+# snapshots would repeat after every report.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+def load_data(search: spaces.Search) -> Any:
+    """The trainable's data, loaded once on the driver (it goes to the trials through the object store).
+
+    Raises:
+        spaces.SpecError: naming ``data``, before anything is started or written.
+    """
+    try:
+        return search.entry.load_data(search.spec.data.model_dump())
+    except trainables.DataError as exc:
+        raise spaces.SpecError(search.file, "data", str(exc)) from None
+
+
+def init_ray(address: str | None) -> None:
+    if not ray.is_initialized():
+        ray.init(address=address, configure_logging=False)
+
+
+def new_tuner(search: spaces.Search, data: Any, exp_dir: Path, exp_id: str, parent: str) -> tune.Tuner:
+    """A Tuner for a search launched from the beginning."""
+    return tune.Tuner(
+        _trainable(search, data),
+        param_space=search.base_config,
+        tune_config=_tune_config(search, exp_dir),
+        run_config=_run_config(search, exp_dir, exp_id, parent),
+    )
+
+
+def restored_tuner(search: spaces.Search, data: Any, exp_dir: Path) -> tune.Tuner:
+    """The Tuner of an interrupted search, from its folder: finished trials kept, the others resumed."""
+    return tune.Tuner.restore(str(exp_dir), trainable=_trainable(search, data), resume_unfinished=True,
+                              resume_errored=True)
+
+
+def _trainable(search: spaces.Search, data: Any):
+    # The corpus goes into the object store once; every trial on a node reads that one copy.
+    fn = tune.with_parameters(search.entry.trainable, data=data)
+    return tune.with_resources(fn, search.resources)
+
+
+def _tune_config(search: spaces.Search, exp_dir: Path) -> tune.TuneConfig:
+    spec = search.spec
+    searcher = OptunaSearcher(
+        space=search.space,
+        make_sampler=functools.partial(make_sampler, search),
+        storage=study_storage(exp_dir),
+        study_name=spec.name,
+        metric=spec.metric,
+        mode=spec.mode,
+        base_config=search.base_config,
+        check=functools.partial(search.entry.check, constraints=dict(spec.constraints)),
+        grid_points=search.space.grid_points() if spec.sampler.name != "grid" else [],
+        points_to_evaluate=spec.points_to_evaluate,
+    )
+    return tune.TuneConfig(
+        search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.budget.max_concurrent),
+        scheduler=_scheduler(spec),
+        num_samples=spec.budget.trials,
+        metric=spec.metric,
+        mode=spec.mode,
+        time_budget_s=spec.budget.time_s,
+    )
+
+
+def _scheduler(spec: spaces.Spec):
+    s = spec.scheduler
+    if s.name == "asha":
+        return ASHAScheduler(time_attr=s.time_attr, max_t=s.max_t, grace_period=s.grace_period,
+                             reduction_factor=s.reduction_factor, brackets=s.brackets)
+    if s.name == "hyperband":
+        return HyperBandScheduler(time_attr=s.time_attr, max_t=s.max_t, reduction_factor=s.reduction_factor)
+    if s.name == "median":
+        return MedianStoppingRule(time_attr=s.time_attr, grace_period=s.grace_period)
+    return FIFOScheduler()
+
+
+def _run_config(search: spaces.Search, exp_dir: Path, exp_id: str, parent: str) -> tune.RunConfig:
+    spec = search.spec
+    stop = None
+    if spec.budget.total_flops is not None:
+        stop = FlopBudgetStopper(spec.budget.total_flops, exp_dir / "flops_spent.json")
+    tracker = _tracking.MLflowTracker(search.tracking_uri, exp_id, parent, sampled_keys=list(search.space.params),
+                                      pending_file=exp_dir / PENDING_FILE)
+    return tune.RunConfig(
+        name=spec.name,
+        storage_path=str(search.storage),
+        stop=stop,
+        callbacks=[tracker],
+        failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
+        # Ray always keeps the latest checkpoint (to resume); num_to_keep=1 by score adds the best.
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=1, checkpoint_score_attribute=spec.metric, checkpoint_score_order=spec.mode,
+        ),
+    )
