@@ -14,6 +14,7 @@ Example:
 """
 
 from analysis._asha import Rungs, plot_asha, rungs
+from analysis._classification import accuracy_table, is_classification, plot_accuracy
 from analysis._curves import plot_curves
 from analysis._errors import AnalysisError
 from analysis._importance import param_importance, plot_importance, rebuild_study
@@ -37,9 +38,9 @@ from analysis._tables import (
 
 __all__ = [
     "AnalysisError", "BudgetFit", "IsoFlopFit", "Plot", "Rungs",
-    "companion_metric", "format_mean_std", "isoflop_fit", "load", "metric_keys", "metric_mode",
-    "param_columns", "param_importance", "pareto_front", "plot_asha", "plot_curves", "plot_importance",
-    "plot_isoflop", "plot_pareto", "read_parquet", "rebuild_study", "report", "rungs", "search_info",
-    "seed_table", "status_counts", "to_html", "to_markdown", "to_parquet", "top_k", "trial_table",
-    "typed_column", "varied_params",
+    "accuracy_table", "companion_metric", "format_mean_std", "is_classification", "isoflop_fit", "load",
+    "metric_keys", "metric_mode", "param_columns", "param_importance", "pareto_front", "plot_accuracy",
+    "plot_asha", "plot_curves", "plot_importance", "plot_isoflop", "plot_pareto", "read_parquet",
+    "rebuild_study", "report", "rungs", "search_info", "seed_table", "status_counts", "to_html",
+    "to_markdown", "to_parquet", "top_k", "trial_table", "typed_column", "varied_params",
 ]

@@ -77,6 +77,8 @@ def plot_curves(
     *,
     trials: Sequence[str] | None = None,
     max_trials: int = 8,
+    panels: Sequence[tuple[str, str, str, str]] = PANELS,
+    name: str | None = None,
 ) -> Plot:
     """Train (dashed) and validation (solid) loss and perplexity of each trial against ``x``.
 
@@ -85,16 +87,20 @@ def plot_curves(
         x: ``epoch``, ``wall_s``, ``flops`` or any other logged counter.
         trials: run ids or trial ids to draw; None draws the ``max_trials`` best by the search's metric.
         max_trials: the limit when ``trials`` is None (a legend of 30 trials is unreadable).
+        panels: (title, train metric, validation metric, y label) per panel, those logged drawn;
+            ``PANELS`` by default, accuracy and loss for classification (``analysis._classification``).
+        name: the figure's file stem; default ``curves_<x>``.
 
     Raises:
-        AnalysisError: ``x`` or the loss metrics were never logged.
+        AnalysisError: ``x`` or the panels' metrics were never logged.
     """
     keys_logged = set(history.column("key").unique().to_pylist())
     if x not in keys_logged:
         raise AnalysisError(f"no trial logged {x!r}; cannot plot curves against it")
-    panels = [p for p in PANELS if p[1] in keys_logged or p[2] in keys_logged]
+    wanted = panels
+    panels = [p for p in wanted if p[1] in keys_logged or p[2] in keys_logged]
     if not panels:
-        raise AnalysisError("no trial logged train/val loss or perplexity")
+        raise AnalysisError(f"no trial logged train/val {' or '.join(p[0] for p in wanted)}")
     ids = runs.column("run_id").to_pylist()
     n_all = len(ids)
     if trials is None:
@@ -134,6 +140,6 @@ def plot_curves(
     fig.legend(handles=handles, loc="outside right upper", fontsize=7, frameon=False)
     which = f"the {len(chosen)} best of {n_all} trials by {search_info(runs)['metric']}" \
         if trials is None and len(chosen) < n_all else f"{len(chosen)} trials"
-    caption = (f"Training (dashed) and validation (solid) loss and perplexity against {label(x)}, "
-               f"{which}; one colour per trial.")
-    return Plot(fig, caption, f"curves_{x}")
+    caption = (f"Training (dashed) and validation (solid) {' and '.join(p[0] for p in panels)} against "
+               f"{label(x)}, {which}; one colour per trial.")
+    return Plot(fig, caption, name or f"curves_{x}")

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from analysis._asha import plot_asha
+from analysis._classification import classification_blocks, is_classification
 from analysis._curves import plot_curves
 from analysis._errors import AnalysisError
 from analysis._importance import plot_importance
@@ -136,6 +137,9 @@ def build_blocks(runs: pa.Table, history: pa.Table, *, top: int = 5) -> list[tup
         blocks.append(("h", 2, "Repeated configs"))
         blocks.append(("table", format_mean_std(seeds), "Mean ± sample standard deviation over seeds of every "
                        "config (all varied parameters but the seed); n is the number of trials."))
+
+    if is_classification(runs, history):  # seed 001's table and accuracy curves
+        blocks += classification_blocks(runs, history)
 
     blocks.append(("h", 2, "Learning curves"))
     keys = set(history.column("key").unique().to_pylist())

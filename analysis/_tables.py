@@ -61,23 +61,28 @@ def trial_table(
     mode: str | None = None,
     *,
     sort: bool = False,
+    at_best: Sequence[str] = _AT_BEST,
 ) -> pd.DataFrame:
     """One row per trial: its varied parameters and its best epoch (seed report 000, table 1).
 
     Columns: ``trial_id``, ``status``, the varied parameters, ``best_<metric>`` (best value over the
-    trial's reports), ``<companion>_at_best`` (e.g. ``train_ppl`` at that report), ``epoch_at_best``,
-    ``wall_s_at_best``, ``peak_mem_mb`` (largest ``mem_peak_mb`` of the trial; seed 000's table 3) and
-    ``n_params`` (the ``params`` metric). A trial with no finite value of the metric gets nulls.
+    trial's reports), ``<companion>_at_best`` (e.g. ``train_ppl`` at that report), ``<key>_at_best``
+    for each of ``at_best`` (``epoch_at_best``, ``wall_s_at_best``), ``peak_mem_mb`` (largest
+    ``mem_peak_mb`` of the trial; seed 000's table 3) and ``n_params`` (the ``params`` metric). A trial
+    with no finite value of the metric gets nulls.
 
     Args:
         runs, history: the tables of ``load``.
         metric: the metric to rank by; None is the search's metric.
         mode: "min" or "max"; None is the search's mode (or min for losses/ppl, max for accuracies).
         sort: order by the best value instead of by start time.
+        at_best: the metrics shown at the best report besides the companion (seed 001's table adds
+            the losses: ``(train_loss, val_loss, epoch, wall_s)``).
     """
     metric, mode = _metric_and_mode(runs, metric, mode)
     companion = companion_metric(metric)
-    keys = [metric, *([companion] if companion else []), *_AT_BEST, metrics.MEM_PEAK_MB, metrics.PARAMS]
+    at_best = [k for k in at_best if k not in (metric, companion)]
+    keys = [metric, *([companion] if companion else []), *at_best, metrics.MEM_PEAK_MB, metrics.PARAMS]
     wide = _wide(history, keys)
     varied = varied_params(runs)
     base = runs.select(["run_id", "trial_id", "status", *varied]).to_pandas()
@@ -92,7 +97,7 @@ def trial_table(
         row[f"best_{metric}"] = sub.at[best_step, metric] if best_step is not None else math.nan
         if companion:
             row[f"{companion}_at_best"] = sub.at[best_step, companion] if best_step is not None else math.nan
-        for key in _AT_BEST:
+        for key in at_best:
             row[f"{key}_at_best"] = sub.at[best_step, key] if best_step is not None else math.nan
         row["peak_mem_mb"] = sub[metrics.MEM_PEAK_MB].max() if len(sub) else math.nan
         params = sub[metrics.PARAMS].dropna()

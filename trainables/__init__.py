@@ -7,12 +7,14 @@ family (see ``Entry``); importing this package does not import torch.
 from trainables import metrics
 from trainables._errors import ConfigError, DataError
 from trainables._registry import Entry
-from trainables.flops import gpt_flops_per_token, rnn_flops_per_token
+from trainables.flops import gpt_flops_per_token, rnn_flops_per_token, vit_flops_per_image
 from trainables.gpt import config as _gpt_config
 from trainables.gpt import tokens as _gpt_tokens
 from trainables.rnn import config as _rnn_config
 from trainables.rnn import data as _rnn_data
 from trainables import synthetic as _synthetic
+from trainables.vit import config as _vit_config
+from trainables.vit import data as _vit_data
 
 REGISTRY: dict[str, Entry] = {
     "rnn": Entry(
@@ -34,6 +36,16 @@ REGISTRY: dict[str, Entry] = {
         data_loader=_gpt_tokens.load_data,
         constraint_names=_gpt_config.CONSTRAINTS,
         summarize=_gpt_config.summary,
+    ),
+    "vit": Entry(
+        name="vit",
+        config_cls=_vit_config.ViTConfig,
+        train_module="trainables.vit.train",
+        constraint_check=_vit_config.check,
+        flops=vit_flops_per_image,
+        data_loader=_vit_data.load_data,
+        constraint_names=_vit_config.CONSTRAINTS,
+        summarize=_vit_config.summary,
     ),
     "synthetic": Entry(
         name="synthetic",

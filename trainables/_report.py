@@ -25,7 +25,7 @@ _STATE_FILE = "state.pt"
 # The columns a printed report shows, in this order, when the report has them.
 _COLUMNS = (
     M.EPOCH, M.STEP, M.TOKENS, M.FLOPS, M.TRAIN_LOSS, M.VAL_LOSS, M.TRAIN_PPL, M.VAL_PPL, M.TRAIN_ACC,
-    M.VAL_ACC, M.TEST_PPL, M.LR, M.WALL_S, M.TOKENS_PER_S, M.DIVERGED, M.OOM, M.FINISHED,
+    M.VAL_ACC, M.TEST_PPL, M.TEST_ACC, M.LR, M.WALL_S, M.TOKENS_PER_S, M.DIVERGED, M.OOM, M.FINISHED,
 )
 
 

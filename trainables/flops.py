@@ -96,3 +96,38 @@ def gpt_forward_flops(cfg: Any, batch_size: int, seq_len: int) -> int:
         seq_len: tokens per sequence.
     """
     return gpt_flops_per_token(cfg, seq_len) // 3 * batch_size * seq_len
+
+
+# --- Vision Transformer ---------------------------------------------------------------------------
+
+
+def vit_flops_per_image(cfg: Any) -> int:
+    """Training FLOPs (forward + backward) per image of ``trainables.vit.model.ViT``.
+
+    A ViT "token" for the counters is an image: ``tokens`` counts training images, so ``flops =
+    vit_flops_per_image × tokens``. Forward, per image (2 FLOPs per multiply-add; P patches of p×p×C
+    pixels, n = P + 1 tokens with the class token, d = n_embd, m = MLP width, K classes, L layers):
+    the patch projection 2·P·C·p²·d; per layer, the GPT block's four weight matrices on every token,
+    2·n·(3d² + d² + 2dm), and attention scores Q·Kᵀ and mixing A·V, 2·n²·d each (no mask: every token
+    attends to all n); the head on the class token only, 2·d·K. Backward is 2 × forward (gradients
+    with respect to inputs and to weights) except for the patch projection, whose input (the image)
+    needs no gradient, so only its weight gradient is computed: training = 3 × forward − 2·P·C·p²·d.
+    Norms, GELU, softmax, dropout, the position sum and the loss are elementwise and left out, as for
+    the GPT; this is what FlopCounterMode counts (tests/trainables/test_flops_vit.py).
+
+    Seed 001's 2-layer CIFAR-10 model (P = 64, n = 65, d = 256, m = 512): 438,064,128 per image.
+
+    Args:
+        cfg: a ``ViTConfig`` (or anything with ``image_size``, ``patch_size``, ``channels``,
+            ``n_embd``, ``mlp_ratio``, ``n_layer`` and ``num_classes``).
+    """
+    d, p, n_layer = cfg.n_embd, cfg.patch_size, cfg.n_layer
+    patches = (cfg.image_size // p) ** 2
+    n = patches + 1
+    m = gpt_mlp_width(d, cfg.mlp_ratio)
+    patch = patches * cfg.channels * p * p * d  # multiply-adds of the patch projection
+    dense = n * (3 * d * d + d * d + 2 * d * m)
+    attention = 2 * n * n * d
+    head = d * cfg.num_classes
+    forward = 2 * (patch + n_layer * (dense + attention) + head)
+    return 3 * forward - 2 * patch

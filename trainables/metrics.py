@@ -12,6 +12,8 @@ TEST_PPL = "test_ppl"
 BEST_VAL_PPL = "best_val_ppl"
 TRAIN_ACC = "train_acc"
 VAL_ACC = "val_acc"
+# Classification (the ViT): accuracy on the test split, at the end only, of the best-val_acc weights.
+TEST_ACC = "test_acc"
 EPOCH = "epoch"
 # Not "step": MLflow's charts already have a Step axis (our training_iteration), and a metric of the
 # same name beside it reads as the axis itself.
@@ -34,10 +36,12 @@ OOM = "oom"
 FINISHED = "finished"
 
 ALL = (
-    TRAIN_LOSS, VAL_LOSS, TRAIN_PPL, VAL_PPL, TEST_PPL, BEST_VAL_PPL, TRAIN_ACC, VAL_ACC,
+    TRAIN_LOSS, VAL_LOSS, TRAIN_PPL, VAL_PPL, TEST_PPL, BEST_VAL_PPL, TRAIN_ACC, VAL_ACC, TEST_ACC,
     EPOCH, STEP, TOKENS, FLOPS, LR, WALL_S, TOKENS_PER_S, MEM_PEAK_MB, PARAMS, PARAMS_NONEMBED,
     PARAM_NORM, DIVERGED, OOM, FINISHED,
 )
+# What only the last report of a trial that ran its schedule carries (a family reports those it has).
+FINAL = (TEST_PPL, TEST_ACC)
 
 # Final status of a trial, as tagged on its MLflow run.
 COMPLETED = "completed"

@@ -38,30 +38,27 @@ GPT2_SMALL = dict(vocab_size=50257, n_positions=1024, n_layer=12, n_head=12, n_e
 
 
 @config_dataclass
-class ModelConfig:
-    """The model's shape, all ``GPT`` in model.py needs; ``GPTConfig`` extends it with training fields.
+class BlockConfig:
+    """The shape of a stack of transformer blocks, all ``Block`` in model.py needs.
+
+    ``ModelConfig`` (the GPT) and ``trainables.vit.config.ViTConfig`` extend it, so the two families
+    share one set of block fields and defaults.
 
     Attributes:
-        vocab_size: token ids are in [0, vocab_size) (must cover the token folder's vocabulary).
-        n_positions: learned positions, the longest context the model takes.
         n_layer, n_head, n_embd: depth, heads per layer, width d (heads divide d).
         mlp_ratio: MLP hidden width over d.
         dropout: on embeddings, attention weights and residual branches.
         bias: biases in Linear and LayerNorm layers.
-        tie_embeddings: the LM head shares the token embedding matrix.
-        norm: "pre" (GPT-2: LayerNorm before each sub-layer, plus a final one) or "post"
-            (GPT-1 / Vaswani et al.: after each residual sum, no final one).
+        norm: "pre" (GPT-2: LayerNorm before each sub-layer) or "post" (GPT-1 / Vaswani et al.: after
+            each residual sum).
     """
 
-    vocab_size: PosInt = 50257
-    n_positions: PosInt = 128
     n_layer: PosInt = 4
     n_head: PosInt = 4
     n_embd: PosInt = 256
     mlp_ratio: PosFloat = 4.0
     dropout: Unit = 0.0
     bias: bool = True
-    tie_embeddings: bool = True
     norm: Literal["pre", "post"] = "pre"
 
     def __post_init__(self) -> None:
@@ -71,6 +68,23 @@ class ModelConfig:
     @property
     def mlp_width(self) -> int:
         return gpt_mlp_width(self.n_embd, self.mlp_ratio)
+
+
+@config_dataclass
+class ModelConfig(BlockConfig):
+    """The GPT's shape, all ``GPT`` in model.py needs; ``GPTConfig`` extends it with training fields.
+
+    Attributes:
+        the fields of ``BlockConfig``; with ``norm: pre`` the GPT adds a final LayerNorm, with
+            ``post`` it has none (its last block already ends on one).
+        vocab_size: token ids are in [0, vocab_size) (must cover the token folder's vocabulary).
+        n_positions: learned positions, the longest context the model takes.
+        tie_embeddings: the LM head shares the token embedding matrix.
+    """
+
+    vocab_size: PosInt = 50257
+    n_positions: PosInt = 128
+    tie_embeddings: bool = True
 
 
 @config_dataclass
@@ -254,16 +268,29 @@ def param_count(cfg: GPTConfig | ModelConfig, non_embedding: bool = False) -> in
         cfg: the config or its model part.
         non_embedding: leave out the token and position embeddings (Kaplan et al. 2020's N).
     """
-    d, v, b = cfg.n_embd, cfg.vocab_size, int(cfg.bias)
-    m = gpt_mlp_width(d, cfg.mlp_ratio)
-    layer_norm = d + b * d
-    block = (4 * d * d + 4 * b * d) + (2 * d * m + b * (m + d)) + 2 * layer_norm
-    total = cfg.n_layer * block + (layer_norm if cfg.norm == "pre" else 0)
+    d, v = cfg.n_embd, cfg.vocab_size
+    total = cfg.n_layer * block_param_count(cfg) + (layer_norm_param_count(cfg) if cfg.norm == "pre" else 0)
     if not cfg.tie_embeddings:
         total += v * d  # the LM head (no bias)
     if not non_embedding:
         total += v * d + cfg.n_positions * d
     return total
+
+
+def block_param_count(cfg: BlockConfig) -> int:
+    """Parameters of one ``Block`` (d = n_embd, m = MLP width, b = 1 with bias else 0): attention
+    4d² + 4bd, MLP 2dm + b(m + d), two LayerNorms 2(d + bd). The GPT and the ViT stack these.
+
+    Args:
+        cfg: the block shape.
+    """
+    d, b, m = cfg.n_embd, int(cfg.bias), cfg.mlp_width
+    return (4 * d * d + 4 * b * d) + (2 * d * m + b * (m + d)) + 2 * layer_norm_param_count(cfg)
+
+
+def layer_norm_param_count(cfg: BlockConfig) -> int:
+    """Parameters of one LayerNorm of width d: its gain, and its bias when ``cfg.bias``."""
+    return cfg.n_embd * (1 + int(cfg.bias))
 
 
 def params_nonembed(cfg: GPTConfig | ModelConfig) -> int:

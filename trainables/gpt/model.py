@@ -17,18 +17,23 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from trainables.gpt.config import ModelConfig
+from trainables.gpt.config import BlockConfig, ModelConfig
 
 
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention: one fused QKV projection and one output projection.
 
     Parameters: 4d(d+1) with bias, 4d² without (seed 002, problem 2).
+
+    Args:
+        cfg: the block shape.
+        causal: mask attention to later positions (the GPT); False lets every position attend to
+            every other (the ViT's encoder blocks).
     """
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: BlockConfig, causal: bool = True) -> None:
         super().__init__()
-        self.n_head, self.n_embd, self.dropout = cfg.n_head, cfg.n_embd, cfg.dropout
+        self.n_head, self.n_embd, self.dropout, self.causal = cfg.n_head, cfg.n_embd, cfg.dropout, causal
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # q, k, v for all heads
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.attn_dropout = nn.Dropout(cfg.dropout)
@@ -42,15 +47,17 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         att = None
         if return_attention:
-            # Analysis path: materialise softmax(QKᵀ/√d_head) with the causal mask, Vaswani et al. eq. 1.
+            # Analysis path: materialise softmax(QKᵀ/√d_head) (causally masked), Vaswani et al. eq. 1.
             att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
-            mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-            att = F.softmax(att.masked_fill(~mask, float("-inf")), dim=-1)
+            if self.causal:
+                mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+                att = att.masked_fill(~mask, float("-inf"))
+            att = F.softmax(att, dim=-1)
             y = self.attn_dropout(att) @ v
         else:
             # Fused kernels (flash / memory-efficient on CUDA); the same maths without the T×T matrix.
             y = F.scaled_dot_product_attention(
-                q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
+                q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=self.causal
             )
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
         return self.resid_dropout(self.c_proj(y)), att
@@ -59,7 +66,7 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     """Position-wise feed-forward: d -> mlp_width -> d with GELU (GPT-2 uses the tanh approximation)."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: BlockConfig) -> None:
         super().__init__()
         self.c_fc = nn.Linear(cfg.n_embd, cfg.mlp_width, bias=cfg.bias)
         self.gelu = nn.GELU(approximate="tanh")
@@ -74,13 +81,17 @@ class Block(nn.Module):
     """One transformer layer: attention then MLP, each inside a residual connection.
 
     Pre-norm (GPT-2): x + f(LN(x)). Post-norm (Vaswani et al. 2017, GPT-1): LN(x + f(x)).
+
+    Args:
+        cfg: the block shape.
+        causal: causal attention (the GPT's default); False for an encoder (the ViT).
     """
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: BlockConfig, causal: bool = True) -> None:
         super().__init__()
         self.pre = cfg.norm == "pre"
         self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
-        self.attn = CausalSelfAttention(cfg)
+        self.attn = CausalSelfAttention(cfg, causal)
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
