@@ -218,14 +218,15 @@ def cache_folder() -> Path:
     return Path(root).expanduser() / "tunelab" / "cifar10"
 
 
-def download(folder: Path, url: str = URL, md5: str = ARCHIVE_MD5) -> None:
+def download(folder: Path, url: str | None = None, md5: str | None = None) -> None:
     """Fetch the official archive, check its md5, and unpack its seven batch files into ``folder``.
 
     Args:
         folder: the cache folder (created if needed).
-        url: where the archive is.
-        md5: the archive's expected md5.
+        url: where the archive is; default ``URL``.
+        md5: the archive's expected md5; default ``ARCHIVE_MD5``.
     """
+    url, md5 = url or URL, md5 or ARCHIVE_MD5
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".cifar-10-python.", suffix=".tar.gz")
     try:
