@@ -48,6 +48,8 @@ class ModelConfig:
         mlp_ratio: MLP hidden width over d.
         dropout: on embeddings, attention weights and residual branches.
         bias: biases in Linear and LayerNorm layers.
+        mlp_bias: biases in the MLP's two Linear layers; None follows ``bias``. Seed 002's decoder
+            keeps them out (a "bias free MLP") while its attention has biases.
         tie_embeddings: the LM head shares the token embedding matrix.
         norm: "pre" (GPT-2: LayerNorm before each sub-layer, plus a final one) or "post"
             (GPT-1 / Vaswani et al.: after each residual sum, no final one).
@@ -61,6 +63,7 @@ class ModelConfig:
     mlp_ratio: PosFloat = 4.0
     dropout: Unit = 0.0
     bias: bool = True
+    mlp_bias: bool | None = None
     tie_embeddings: bool = True
     norm: Literal["pre", "post"] = "pre"
 
@@ -71,6 +74,11 @@ class ModelConfig:
     @property
     def mlp_width(self) -> int:
         return gpt_mlp_width(self.n_embd, self.mlp_ratio)
+
+    @property
+    def mlp_biased(self) -> bool:
+        """Whether the MLP's Linear layers have biases (``mlp_bias``, else ``bias``)."""
+        return self.bias if self.mlp_bias is None else self.mlp_bias
 
 
 @config_dataclass
@@ -245,19 +253,19 @@ def eval_steps(cfg: GPTConfig) -> list[int]:
 def param_count(cfg: GPTConfig | ModelConfig, non_embedding: bool = False) -> int:
     """Parameters of ``GPT(cfg)``, in closed form (tied weights counted once).
 
-    Per block (d = n_embd, m = MLP width, b = 1 with bias else 0): attention 4d² + 4bd (the 3d×d QKV
-    and d×d output projections: 4d(d+1) with bias, 4d² without, as in seed 002), MLP 2dm + b(m + d),
-    two LayerNorms 2(d + bd). Plus token (V·d) and position (n_positions·d) embeddings, a final
+    Per block (d = n_embd, m = MLP width, b = 1 with bias else 0, b' the same for the MLP's biases):
+    attention 4d² + 4bd (the 3d×d QKV and d×d output projections: 4d(d+1) with bias, 4d² without, as
+    in seed 002), MLP 2dm + b'(m + d), two LayerNorms 2(d + bd). Plus token (V·d) and position (n_positions·d) embeddings, a final
     LayerNorm with pre-norm, and an untied LM head (V·d). ``GPT2_SMALL``: 124,439,808.
 
     Args:
         cfg: the config or its model part.
         non_embedding: leave out the token and position embeddings (Kaplan et al. 2020's N).
     """
-    d, v, b = cfg.n_embd, cfg.vocab_size, int(cfg.bias)
+    d, v, b, b_mlp = cfg.n_embd, cfg.vocab_size, int(cfg.bias), int(cfg.mlp_biased)
     m = gpt_mlp_width(d, cfg.mlp_ratio)
     layer_norm = d + b * d
-    block = (4 * d * d + 4 * b * d) + (2 * d * m + b * (m + d)) + 2 * layer_norm
+    block = (4 * d * d + 4 * b * d) + (2 * d * m + b_mlp * (m + d)) + 2 * layer_norm
     total = cfg.n_layer * block + (layer_norm if cfg.norm == "pre" else 0)
     if not cfg.tie_embeddings:
         total += v * d  # the LM head (no bias)
