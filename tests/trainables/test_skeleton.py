@@ -34,8 +34,18 @@ def _gpt_case(data_dir, tmp_path):
     return "trainables.gpt.train", "GPT", config, data
 
 
+def _arith_gpt_case(data_dir, tmp_path):
+    config = dict(p=5, d_model=16, num_layers=1, num_heads=2, steps=4, eval_every=2, device="cpu")
+    return "trainables.arith.train", "GPT", config, None
+
+
+def _arith_lstm_case(data_dir, tmp_path):
+    config = dict(model="lstm", p=5, d_model=16, num_layers=1, steps=4, eval_every=2, device="cpu")
+    return "trainables.arith.train", "RNNModel", config, None
+
+
 # Each family: (module, the model class it builds, a tiny config, its data). New families add a case.
-FAMILIES = {"rnn": _rnn_case, "gpt": _gpt_case}
+FAMILIES = {"rnn": _rnn_case, "gpt": _gpt_case, "arith-gpt": _arith_gpt_case, "arith-lstm": _arith_lstm_case}
 
 
 @pytest.mark.slow
