@@ -13,9 +13,13 @@ Example:
     >>> analysis.report("ptb-smoke", "sqlite:///runs/mlflow.db", "reports/ptb-smoke")
 """
 
+from analysis._arith import plot_arith_curves, plot_extrema, plot_order_curves
+from analysis._arith_report import config_table, is_arith
 from analysis._asha import Rungs, plot_asha, rungs
+from analysis._attention import AttentionMaps, load_attention, plot_attention
 from analysis._curves import plot_curves
 from analysis._errors import AnalysisError
+from analysis._extrema import aggregate, by_step, extrema, side_by_side
 from analysis._importance import param_importance, plot_importance, rebuild_study
 from analysis._isoflop import BudgetFit, IsoFlopFit, isoflop_fit, plot_isoflop
 from analysis._load import load, typed_column
@@ -36,7 +40,9 @@ from analysis._tables import (
 )
 
 __all__ = [
-    "AnalysisError", "BudgetFit", "IsoFlopFit", "Plot", "Rungs",
+    "AnalysisError", "AttentionMaps", "BudgetFit", "IsoFlopFit", "Plot", "Rungs",
+    "aggregate", "by_step", "config_table", "extrema", "is_arith", "load_attention", "plot_arith_curves",
+    "plot_attention", "plot_extrema", "plot_order_curves", "side_by_side",
     "companion_metric", "format_mean_std", "isoflop_fit", "load", "metric_keys", "metric_mode",
     "param_columns", "param_importance", "pareto_front", "plot_asha", "plot_curves", "plot_importance",
     "plot_isoflop", "plot_pareto", "read_parquet", "rebuild_study", "report", "rungs", "search_info",
