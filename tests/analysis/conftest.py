@@ -33,10 +33,10 @@ def real_search(ray_session, data_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def arith_search(ray_session, tmp_path_factory):
-    """spaces/arith_sanity.yaml at p = 7 for 300 steps: GPT and LSTM, two seeds each, through Ray."""
+    """spaces/arith_sanity.yaml at p = 7 for 300 steps, d = 32: GPT and LSTM, two seeds each, through Ray."""
     import search
     import spaces
 
     tmp = tmp_path_factory.mktemp("analysis_arith")
-    s = spaces.load(spaces.CATALOGUE / "arith_sanity.yaml", ["p=7", "steps=300", f"storage={tmp}"])
+    s = spaces.load(spaces.CATALOGUE / "arith_sanity.yaml", ["p=7", "steps=300", "d_model=32", f"storage={tmp}"])
     return search.run(s)
