@@ -128,6 +128,16 @@ def _mean_curves(curves: pd.DataFrame, run_ids: Sequence[str], key: str) -> tupl
     return table.index.to_numpy(), mean.to_numpy(), std.fillna(0.0).to_numpy()
 
 
+def _band(key: str, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """mean ± std, kept where it can be: accuracies in [0, 1], losses (log axes) above zero."""
+    low, high = mean - std, mean + std
+    if "acc" in key:
+        return np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
+    if "loss" in key:
+        return np.maximum(low, mean / 10), high
+    return low, high
+
+
 def plot_arith_curves(runs: pa.Table, history: pa.Table, by: str | None = None, *,
                       where: Mapping[str, Any] | None = None, keys: Sequence[str] = CURVE_PANELS,
                       name: str | None = None) -> Plot:
@@ -160,7 +170,7 @@ def plot_arith_curves(runs: pa.Table, history: pa.Table, by: str | None = None, 
                 continue
             colour = colours(value) if by else "C0"
             ax.plot(steps, mean, color=colour, lw=1.3)
-            ax.fill_between(steps, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
+            ax.fill_between(steps, *_band(key, mean, std), color=colour, alpha=0.2, lw=0)
         ax.set_title(TITLES.get(key, key))
         ax.set_xlabel(label(metrics.STEP))
         ax.set_ylabel(key)
@@ -198,7 +208,7 @@ def plot_order_curves(runs: pa.Table, history: pa.Table, *, where: Mapping[str, 
             steps, mean, std = _mean_curves(curves, list(trials["run_id"]), metrics.BY_ORDER[order][i])
             if len(steps):
                 ax.plot(steps, mean, color=colour, lw=1.3, label=f"order {order}")
-                ax.fill_between(steps, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
+                ax.fill_between(steps, *_band(key, mean, std), color=colour, alpha=0.2, lw=0)
         ax.set_title(TITLES[key])
         ax.set_xlabel(label(metrics.STEP))
         ax.set_ylabel(key)
