@@ -150,17 +150,16 @@ class Trial(_skeleton.Recipe):
             losses.append(F.cross_entropy(logits.float(), target, reduction="none"))
             hits.append((logits.argmax(-1) == target).float())
         loss, hit = torch.cat(losses).double(), torch.cat(hits).double()
-        index = {M.TRAIN_LOSS: 0, M.VAL_LOSS: 1, M.TRAIN_ACC: 2, M.VAL_ACC: 3}
-        loss_key, acc_key = (M.TRAIN_LOSS, M.TRAIN_ACC) if name == "train" else (M.VAL_LOSS, M.VAL_ACC)
-        sums = {loss_key: loss.mean(), acc_key: hit.mean()}
+        train = name == "train"
+        means = {M.TRAIN_LOSS if train else M.VAL_LOSS: loss.mean(), M.TRAIN_ACC if train else M.VAL_ACC: hit.mean()}
         if len(self.cfg.orders) > 1:
             for order in self.cfg.orders:
                 mine = split["order"] == order
-                names = M.BY_ORDER[order]
-                sums[names[index[loss_key]]] = loss[mine].mean()
-                sums[names[index[acc_key]]] = hit[mine].mean()
-        values = torch.stack(list(sums.values())).tolist()  # one sync
-        return dict(zip(sums, values))
+                train_loss, val_loss, train_acc, val_acc = M.BY_ORDER[order]
+                means[train_loss if train else val_loss] = loss[mine].mean()
+                means[train_acc if train else val_acc] = hit[mine].mean()
+        values = torch.stack(list(means.values())).tolist()  # one sync
+        return dict(zip(means, values))
 
     def observe(self, train: Interval, val: Mapping[str, float], diverged: bool) -> dict[str, float]:
         out = {k: finite(v) if "loss" in k else v for k, v in val.items()}
