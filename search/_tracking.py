@@ -242,6 +242,7 @@ class MLflowTracker(Callback):
             self._finish(trial, metrics.ERROR, replaying=True)
         elif trial.status == "TERMINATED":
             self._finish(trial, metrics.final_status(results[-1] if results else trial.last_result), replaying=True)
+            log_checkpoint_artifacts(self.client, self._run_for(trial), trial)  # missed if MLflow was down
 
     def _log_results(self, trial, results: Iterable[Mapping[str, Any]]) -> None:
         """Log the reports MLflow does not have yet (steps past the last one logged), one batch each."""
