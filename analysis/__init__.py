@@ -13,10 +13,14 @@ Example:
     >>> analysis.report("ptb-smoke", "sqlite:///runs/mlflow.db", "reports/ptb-smoke")
 """
 
+from analysis._arith import plot_arith_curves, plot_extrema, plot_order_curves
+from analysis._arith_report import config_table, is_arith
 from analysis._asha import Rungs, plot_asha, rungs
+from analysis._attention import AttentionMaps, load_attention, plot_attention
 from analysis._classification import accuracy_table, is_classification, plot_accuracy
 from analysis._curves import plot_curves
 from analysis._errors import AnalysisError
+from analysis._extrema import aggregate, by_step, extrema, side_by_side
 from analysis._importance import param_importance, plot_importance, rebuild_study
 from analysis._isoflop import BudgetFit, IsoFlopFit, isoflop_fit, plot_isoflop
 from analysis._load import load, typed_column
@@ -37,10 +41,12 @@ from analysis._tables import (
 )
 
 __all__ = [
-    "AnalysisError", "BudgetFit", "IsoFlopFit", "Plot", "Rungs",
-    "accuracy_table", "companion_metric", "format_mean_std", "is_classification", "isoflop_fit", "load",
-    "metric_keys", "metric_mode", "param_columns", "param_importance", "pareto_front", "plot_accuracy",
-    "plot_asha", "plot_curves", "plot_importance", "plot_isoflop", "plot_pareto", "read_parquet",
-    "rebuild_study", "report", "rungs", "search_info", "seed_table", "status_counts", "to_html",
-    "to_markdown", "to_parquet", "top_k", "trial_table", "typed_column", "varied_params",
+    "AnalysisError", "AttentionMaps", "BudgetFit", "IsoFlopFit", "Plot", "Rungs",
+    "accuracy_table", "aggregate", "by_step", "companion_metric", "config_table", "extrema", "format_mean_std",
+    "is_arith", "is_classification", "isoflop_fit", "load", "load_attention", "metric_keys", "metric_mode",
+    "param_columns", "param_importance", "pareto_front", "plot_accuracy", "plot_arith_curves", "plot_asha",
+    "plot_attention", "plot_curves", "plot_extrema", "plot_importance", "plot_isoflop", "plot_order_curves",
+    "plot_pareto", "read_parquet", "rebuild_study", "report", "rungs", "search_info", "seed_table",
+    "side_by_side", "status_counts", "to_html", "to_markdown", "to_parquet", "top_k", "trial_table",
+    "typed_column", "varied_params",
 ]

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from analysis._arith_report import arith_blocks, is_arith
 from analysis._asha import plot_asha
 from analysis._classification import classification_blocks, is_classification
 from analysis._curves import plot_curves
@@ -158,6 +159,9 @@ def build_blocks(runs: pa.Table, history: pa.Table, *, top: int = 5) -> list[tup
     blocks.append(("h", 2, "Cost and quality"))
     for x in (metrics.FLOPS, metrics.WALL_S):
         blocks.append(_figure(lambda x=x: plot_pareto(runs, x), f"Pareto front against {x}"))
+
+    if is_arith(runs):  # seed report 002's tables and figures
+        blocks += arith_blocks(runs, history)
 
     if BUDGET_PARAM in runs.column_names:
         blocks.append(("h", 2, "Iso-FLOP scaling"))

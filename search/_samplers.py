@@ -7,6 +7,16 @@ import optuna
 from spaces import Search
 
 
+class GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, less its end: once the last grid point is told, Optuna's calls
+    ``study.stop()``, which only works inside ``study.optimize`` and raised here, where Ray runs the
+    trials and ``budget.trials`` (at least the number of points, checked when the file loads) ends
+    the search. Past the last point it repeats points, as Optuna's does."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
+
+
 def make_sampler(search: Search) -> optuna.samplers.BaseSampler:
     """Build the named Optuna sampler.
 
@@ -33,5 +43,5 @@ def make_sampler(search: Search) -> optuna.samplers.BaseSampler:
     if s.name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     if s.name == "grid":
-        return optuna.samplers.GridSampler(search.space.categorical_space(), seed=seed)
+        return GridSampler(search.space.categorical_space(), seed=seed)
     raise ValueError(f"unknown sampler {s.name!r}")  # the schema admits no other name

@@ -24,6 +24,7 @@ from mlflow.entities import Metric, Param, RunTag  # noqa: F401 (re-used by _run
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
+from search._artifacts import log_checkpoint_artifacts
 from trainables import metrics
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,8 @@ class MLflowTracker(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._guard(trials, trial, lambda: self._finish(trial, metrics.final_status(trial.last_result)))
+        # What the trial left with its last checkpoint for the record (attention maps...).
+        self._guard(trials, trial, lambda: log_checkpoint_artifacts(self.client, self._run_for(trial), trial))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._guard(trials, trial, lambda: self._finish(trial, metrics.ERROR))
@@ -239,6 +242,7 @@ class MLflowTracker(Callback):
             self._finish(trial, metrics.ERROR, replaying=True)
         elif trial.status == "TERMINATED":
             self._finish(trial, metrics.final_status(results[-1] if results else trial.last_result), replaying=True)
+            log_checkpoint_artifacts(self.client, self._run_for(trial), trial)  # missed if MLflow was down
 
     def _log_results(self, trial, results: Iterable[Mapping[str, Any]]) -> None:
         """Log the reports MLflow does not have yet (steps past the last one logged), one batch each."""

@@ -7,6 +7,8 @@ family (see ``Entry``); importing this package does not import torch.
 from trainables import metrics
 from trainables._errors import ConfigError, DataError
 from trainables._registry import Entry
+from trainables import arith as _arith
+from trainables.arith import config as _arith_config
 from trainables.flops import gpt_flops_per_token, rnn_flops_per_token, vit_flops_per_image
 from trainables.gpt import config as _gpt_config
 from trainables.gpt import tokens as _gpt_tokens
@@ -46,6 +48,16 @@ REGISTRY: dict[str, Entry] = {
         data_loader=_vit_data.load_data,
         constraint_names=_vit_config.CONSTRAINTS,
         summarize=_vit_config.summary,
+    ),
+    "arith": Entry(
+        name="arith",
+        config_cls=_arith_config.ArithConfig,
+        train_module="trainables.arith.train",
+        constraint_check=_arith_config.check,
+        flops=_arith_config.flops_per_token,
+        data_loader=_arith.load_data,
+        constraint_names=_arith_config.CONSTRAINTS,
+        summarize=_arith_config.summary,
     ),
     "synthetic": Entry(
         name="synthetic",

@@ -22,6 +22,10 @@ from typing import Any
 from trainables import metrics as M
 
 _STATE_FILE = "state.pt"
+# A key of a checkpoint's state: {file name: text}. Those files go into the checkpoint folder's
+# ``artifacts/`` beside the state (not into it); the driver logs them on the trial's MLflow run when
+# the trial ends (``search._artifacts``). For what a trial leaves for the record, such as attention maps.
+ARTIFACTS = "artifacts"
 # The columns a printed report shows, in this order, when the report has them.
 _COLUMNS = (
     M.EPOCH, M.STEP, M.TOKENS, M.FLOPS, M.TRAIN_LOSS, M.VAL_LOSS, M.TRAIN_PPL, M.VAL_PPL, M.TRAIN_ACC,
@@ -54,7 +58,8 @@ def report(metrics: dict[str, Any], state: dict[str, Any] | None = None) -> None
     Args:
         metrics: flat metric dict (names from ``trainables.metrics``).
         state: everything needed to resume exactly (model, optimizer, schedule, RNG, data position);
-            saved with ``torch.save`` into a checkpoint directory that Tune takes over.
+            saved with ``torch.save`` into a checkpoint directory that Tune takes over. Its
+            ``ARTIFACTS`` entry, if any, is written as files into the directory's ``artifacts/``.
     """
     tune = _tune()
     if tune is None:
@@ -65,8 +70,15 @@ def report(metrics: dict[str, Any], state: dict[str, Any] | None = None) -> None
         return
     import torch
 
+    state = dict(state)
+    files = state.pop(ARTIFACTS, None) or {}
     with tempfile.TemporaryDirectory() as tmp:
         torch.save(state, os.path.join(tmp, _STATE_FILE))
+        if files:
+            os.makedirs(os.path.join(tmp, ARTIFACTS))
+            for name, text in files.items():
+                with open(os.path.join(tmp, ARTIFACTS, name), "w", encoding="utf-8") as f:
+                    f.write(text)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 

@@ -35,13 +35,49 @@ OOM = "oom"
 # driver could not tell Optuna which trials are COMPLETE and which PRUNED.
 FINISHED = "finished"
 
-ALL = (
+# Modular arithmetic (seed report 002). Per operation order, when a trial mixes binary (a ∘ b) and
+# ternary (a ∘ b ∘ c) equations: the same losses and accuracies on each order's part of a split.
+TRAIN_LOSS_O2 = "train_loss_o2"
+VAL_LOSS_O2 = "val_loss_o2"
+TRAIN_ACC_O2 = "train_acc_o2"
+VAL_ACC_O2 = "val_acc_o2"
+TRAIN_LOSS_O3 = "train_loss_o3"
+VAL_LOSS_O3 = "val_loss_o3"
+TRAIN_ACC_O3 = "train_acc_o3"
+VAL_ACC_O3 = "val_acc_o3"
+# order -> (train_loss, val_loss, train_acc, val_acc) of that order
+BY_ORDER = {
+    2: (TRAIN_LOSS_O2, VAL_LOSS_O2, TRAIN_ACC_O2, VAL_ACC_O2),
+    3: (TRAIN_LOSS_O3, VAL_LOSS_O3, TRAIN_ACC_O3, VAL_ACC_O3),
+}
+# Non-embedding compute so far, C = P·B·T (seed 002): n_params_nonembed × training sequences drawn.
+COMPUTE = "compute"
+# t_f, the optimizer step at which an extremum is reached (seed 002): the step of the minimum loss,
+# the first step of the maximum accuracy, over the trial's evaluations. The names end in "_t_f", not
+# in "loss"/"acc", so nothing mistakes them for losses or accuracies (analysis._schema.metric_mode).
+TRAIN_LOSS_T_F = "train_loss_t_f"
+VAL_LOSS_T_F = "val_loss_t_f"
+TRAIN_ACC_T_F = "train_acc_t_f"
+VAL_ACC_T_F = "val_acc_t_f"
+# Δt(L) = t_f(L_val) - t_f(L_train) and Δt(A) = t_f(A_val) - t_f(A_train): how long generalisation
+# lags behind fitting the training split.
+LOSS_DELTA_T = "loss_delta_t"
+ACC_DELTA_T = "acc_delta_t"
+# metric -> the t_f metric of its extremum
+T_F = {TRAIN_LOSS: TRAIN_LOSS_T_F, VAL_LOSS: VAL_LOSS_T_F, TRAIN_ACC: TRAIN_ACC_T_F, VAL_ACC: VAL_ACC_T_F}
+
+# What every torch family reports, every time (the FINAL ones on the last report only).
+COMMON = (
     TRAIN_LOSS, VAL_LOSS, TRAIN_PPL, VAL_PPL, TEST_PPL, BEST_VAL_PPL, TRAIN_ACC, VAL_ACC, TEST_ACC,
     EPOCH, STEP, TOKENS, FLOPS, LR, WALL_S, TOKENS_PER_S, MEM_PEAK_MB, PARAMS, PARAMS_NONEMBED,
     PARAM_NORM, DIVERGED, OOM, FINISHED,
 )
 # What only the last report of a trial that ran its schedule carries (a family reports those it has).
 FINAL = (TEST_PPL, TEST_ACC)
+# What one family or another adds: the arithmetic trainable's (seed 002).
+ARITH = (*BY_ORDER[2], *BY_ORDER[3], COMPUTE, *T_F.values(), LOSS_DELTA_T, ACC_DELTA_T)
+# Every metric name a search may optimise or the driver logs.
+ALL = COMMON + ARITH
 
 # Final status of a trial, as tagged on its MLflow run.
 COMPLETED = "completed"

@@ -2,6 +2,7 @@
 
 - ``store``: the made-up MLflow store of ``fixture_store`` (fast).
 - ``real_search``: a real small TPE + ASHA search on PTB (slow: it trains).
+- ``arith_search``: a real tiny arithmetic search, GPT and LSTM × 2 seeds (slow: it trains).
 """
 
 from __future__ import annotations
@@ -27,4 +28,15 @@ def real_search(ray_session, data_dir, tmp_path_factory):
         "hidden_size=32", "train_fraction=0.01", "eval_fraction=0.05", "epochs=3", "scheduler.max_t=3",
         "budget.trials=4", f"storage={tmp}",
     ])
+    return search.run(s)
+
+
+@pytest.fixture(scope="session")
+def arith_search(ray_session, tmp_path_factory):
+    """spaces/arith_sanity.yaml at p = 7 for 300 steps, d = 32: GPT and LSTM, two seeds each, through Ray."""
+    import search
+    import spaces
+
+    tmp = tmp_path_factory.mktemp("analysis_arith")
+    s = spaces.load(spaces.CATALOGUE / "arith_sanity.yaml", ["p=7", "steps=300", "d_model=32", f"storage={tmp}"])
     return search.run(s)

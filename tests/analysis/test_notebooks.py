@@ -12,6 +12,7 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "analysis" / "notebooks"
 NAMES = ("compare_trials", "ptb_rnn", "gpt_flop_budget")
+STORED = (*NAMES, "arith_grokking")  # arith_grokking runs in tests/analysis/test_arith.py
 
 
 def execute(name: str, experiment: str, uri: str, monkeypatch, tmp_path) -> str:
@@ -31,7 +32,7 @@ def execute(name: str, experiment: str, uri: str, monkeypatch, tmp_path) -> str:
     return "\n".join(texts)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", STORED)
 def test_stored_without_outputs_with_a_parameters_cell(name):
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     nbformat.validate(nb)

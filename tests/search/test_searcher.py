@@ -10,6 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 import spaces
+from search._samplers import make_sampler
 from search._searcher import REASON_ATTR, STATUS_ATTR, InfeasibleSpaceError, OptunaSearcher
 from spaces._schema import Param
 from trainables import metrics
@@ -94,6 +95,28 @@ def test_grid_points_each_tried_once_before_repeating(tmp_path):
     s = _searcher(tmp_path, grid=grid)
     cells = [s.suggest(str(i))["cell"] for i in range(4)]
     assert cells == ["lstm", "gru", "lstm", "gru"]
+
+
+def test_the_grid_sampler_runs_every_point_with_every_seed(tmp_path):
+    # seed: {grid: [0, 1]} beside another grid parameter: each (model, seed) once; telling the last
+    # point used to raise (Optuna's grid sampler stops the study, which only works inside optimize()).
+    path = tmp_path / "g.yaml"
+    path.write_text("name: g\ntrainable: arith\nmetric: val_acc\nmode: max\n"
+                    "space: {model: {grid: [gpt, lstm]}, seed: {grid: [0, 1]}}\n"
+                    "sampler: {name: grid}\nscheduler: {name: fifo}\nbudget: {trials: 4}\n")
+    search = spaces.load(path)
+    s = OptunaSearcher(
+        space=search.space, make_sampler=lambda: make_sampler(search), storage=tmp_path / "optuna.log",
+        study_name="g", metric="val_acc", mode="max", base_config=search.base_config, check=lambda cfg: None,
+    )
+    configs = [s.suggest(str(i)) for i in range(2)]  # two at a time, as max_concurrent 2 runs them
+    for i in range(2):
+        s.on_trial_complete(str(i), {"training_iteration": 1, "val_acc": 0.5, "finished": 1})
+        configs.append(s.suggest(str(i + 2)))
+    for i in range(2, 4):
+        s.on_trial_complete(str(i), {"training_iteration": 1, "val_acc": 0.5, "finished": 1})
+    assert sorted((c["model"], c["seed"]) for c in configs) == [("gpt", 0), ("gpt", 1), ("lstm", 0), ("lstm", 1)]
+    assert [t.state for t in s.study.trials] == [TrialState.COMPLETE] * 4
 
 
 def test_points_to_evaluate_come_first(tmp_path):

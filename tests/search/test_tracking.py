@@ -9,7 +9,7 @@ from trainables import metrics
 
 
 def _trial(trial_id, **config):
-    return types.SimpleNamespace(trial_id=trial_id, config=config, last_result={}, error_file=None)
+    return types.SimpleNamespace(trial_id=trial_id, config=config, last_result={}, error_file=None, checkpoint=None)
 
 
 def _setup(tmp_path):

@@ -49,6 +49,8 @@ class BlockConfig:
         mlp_ratio: MLP hidden width over d.
         dropout: on embeddings, attention weights and residual branches.
         bias: biases in Linear and LayerNorm layers.
+        mlp_bias: biases in the MLP's two Linear layers; None follows ``bias``. Seed 002's decoder
+            keeps them out (a "bias free MLP") while its attention has biases.
         norm: "pre" (GPT-2: LayerNorm before each sub-layer) or "post" (GPT-1 / Vaswani et al.: after
             each residual sum).
     """
@@ -59,6 +61,7 @@ class BlockConfig:
     mlp_ratio: PosFloat = 4.0
     dropout: Unit = 0.0
     bias: bool = True
+    mlp_bias: bool | None = None
     norm: Literal["pre", "post"] = "pre"
 
     def __post_init__(self) -> None:
@@ -68,6 +71,11 @@ class BlockConfig:
     @property
     def mlp_width(self) -> int:
         return gpt_mlp_width(self.n_embd, self.mlp_ratio)
+
+    @property
+    def mlp_biased(self) -> bool:
+        """Whether the MLP's Linear layers have biases (``mlp_bias``, else ``bias``)."""
+        return self.bias if self.mlp_bias is None else self.mlp_bias
 
 
 @config_dataclass
@@ -259,9 +267,9 @@ def eval_steps(cfg: GPTConfig) -> list[int]:
 def param_count(cfg: GPTConfig | ModelConfig, non_embedding: bool = False) -> int:
     """Parameters of ``GPT(cfg)``, in closed form (tied weights counted once).
 
-    Per block (d = n_embd, m = MLP width, b = 1 with bias else 0): attention 4d² + 4bd (the 3d×d QKV
-    and d×d output projections: 4d(d+1) with bias, 4d² without, as in seed 002), MLP 2dm + b(m + d),
-    two LayerNorms 2(d + bd). Plus token (V·d) and position (n_positions·d) embeddings, a final
+    Per block (d = n_embd, m = MLP width, b = 1 with bias else 0, b' the same for the MLP's biases):
+    attention 4d² + 4bd (the 3d×d QKV and d×d output projections: 4d(d+1) with bias, 4d² without, as
+    in seed 002), MLP 2dm + b'(m + d), two LayerNorms 2(d + bd). Plus token (V·d) and position (n_positions·d) embeddings, a final
     LayerNorm with pre-norm, and an untied LM head (V·d). ``GPT2_SMALL``: 124,439,808.
 
     Args:
@@ -278,14 +286,15 @@ def param_count(cfg: GPTConfig | ModelConfig, non_embedding: bool = False) -> in
 
 
 def block_param_count(cfg: BlockConfig) -> int:
-    """Parameters of one ``Block`` (d = n_embd, m = MLP width, b = 1 with bias else 0): attention
-    4d² + 4bd, MLP 2dm + b(m + d), two LayerNorms 2(d + bd). The GPT and the ViT stack these.
+    """Parameters of one ``Block`` (d = n_embd, m = MLP width, b = 1 with bias else 0, b' the same for
+    the MLP): attention 4d² + 4bd, MLP 2dm + b'(m + d), two LayerNorms 2(d + bd). The GPT and the ViT
+    stack these.
 
     Args:
         cfg: the block shape.
     """
-    d, b, m = cfg.n_embd, int(cfg.bias), cfg.mlp_width
-    return (4 * d * d + 4 * b * d) + (2 * d * m + b * (m + d)) + 2 * layer_norm_param_count(cfg)
+    d, b, b_mlp, m = cfg.n_embd, int(cfg.bias), int(cfg.mlp_biased), cfg.mlp_width
+    return (4 * d * d + 4 * b * d) + (2 * d * m + b_mlp * (m + d)) + 2 * layer_norm_param_count(cfg)
 
 
 def layer_norm_param_count(cfg: BlockConfig) -> int:

@@ -68,9 +68,9 @@ class MLP(nn.Module):
 
     def __init__(self, cfg: BlockConfig) -> None:
         super().__init__()
-        self.c_fc = nn.Linear(cfg.n_embd, cfg.mlp_width, bias=cfg.bias)
+        self.c_fc = nn.Linear(cfg.n_embd, cfg.mlp_width, bias=cfg.mlp_biased)
         self.gelu = nn.GELU(approximate="tanh")
-        self.c_proj = nn.Linear(cfg.mlp_width, cfg.n_embd, bias=cfg.bias)
+        self.c_proj = nn.Linear(cfg.mlp_width, cfg.n_embd, bias=cfg.mlp_biased)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,20 @@
+"""Modular arithmetic with a GPT or an LSTM/GRU: grokking, seed report 002.
+
+config.py (``ArithConfig``, parameter counts, FLOPs, ``check``, ``summary``; torch-free), data.py (the
+equations, their split and batches; NumPy only) and train.py (the Ray Tune function trainable, on the
+GPT and RNN families' models). Only the torch-free parts are re-exported here.
+"""
+
+from trainables.arith.config import ATTENTION_ARTIFACT, ArithConfig, check, param_count, params_nonembed, summary
+from trainables.arith.data import ArithData, Vocabulary, batch_indices, make_data
+
+
+def load_data(data: object) -> None:
+    """The driver's data for every trial: none, each trial makes its equations from its config."""
+    return None
+
+
+__all__ = [
+    "ATTENTION_ARTIFACT", "ArithConfig", "ArithData", "Vocabulary", "batch_indices", "check", "load_data",
+    "make_data", "param_count", "params_nonembed", "summary",
+]
