@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow  # every test here trains
 
 TINY = dict(image_size=8, channels=1, patch_size=4, n_layer=1, n_head=2, n_embd=16, dropout=0.1, epochs=3,
             batch_size=64, train_fraction=0.5, lr=3e-3, warmup_epochs=0.5, device="cpu", seed=3)
-ALWAYS = set(metrics.ALL) - set(metrics.FINAL) - {metrics.TRAIN_PPL, metrics.VAL_PPL, metrics.BEST_VAL_PPL}
+ALWAYS = set(metrics.COMMON) - set(metrics.FINAL) - {metrics.TRAIN_PPL, metrics.VAL_PPL, metrics.BEST_VAL_PPL}
 
 
 @pytest.fixture(scope="module")
