@@ -7,6 +7,19 @@ import optuna
 from spaces import Search
 
 
+class AskTellGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler (every combination once, in an order drawn from ``seed``) for ask and tell.
+
+    Once the grid is exhausted, ``GridSampler.after_trial`` calls ``study.stop()``, which raises
+    RuntimeError outside ``study.optimize``: the tell of the last grid point failed and took the
+    search down with it. Here the search ends when Ray has run ``budget.trials`` trials, so the stop
+    request is left out; everything else is Optuna's.
+    """
+
+    def after_trial(self, study, trial, state, values) -> None:
+        return None
+
+
 def make_sampler(search: Search) -> optuna.samplers.BaseSampler:
     """Build the named Optuna sampler.
 
@@ -33,5 +46,5 @@ def make_sampler(search: Search) -> optuna.samplers.BaseSampler:
     if s.name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     if s.name == "grid":
-        return optuna.samplers.GridSampler(search.space.categorical_space(), seed=seed)
+        return AskTellGridSampler(search.space.categorical_space(), seed=seed)
     raise ValueError(f"unknown sampler {s.name!r}")  # the schema admits no other name
