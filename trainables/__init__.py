@@ -12,6 +12,7 @@ from trainables.gpt import config as _gpt_config
 from trainables.gpt import tokens as _gpt_tokens
 from trainables.rnn import config as _rnn_config
 from trainables.rnn import data as _rnn_data
+from trainables import curves as _curves
 from trainables import synthetic as _synthetic
 
 REGISTRY: dict[str, Entry] = {
@@ -43,6 +44,15 @@ REGISTRY: dict[str, Entry] = {
         flops=_synthetic.flops_per_token,
         data_loader=_synthetic.load_data,
         constraint_names=_synthetic.CONSTRAINTS,
+    ),
+    "curves": Entry(
+        name="curves",
+        config_cls=_curves.CurvesConfig,
+        train_module="trainables.curves",
+        constraint_check=_curves.check,
+        flops=_curves.flops_per_token,
+        data_loader=_curves.load_data,
+        constraint_names=_curves.CONSTRAINTS,
     ),
 }
 
