@@ -2,6 +2,7 @@
 
     python bench/curve_bank.py gpt                     # about 1 h on 2 cores: 432 GPT trials
     python bench/curve_bank.py gpt --export-only --storage DIR    # export an earlier run again
+    python bench/curve_bank.py gpt --describe          # what bench/data/gpt_shakespeare_char's curves look like
     python bench/curve_bank.py gpt --set budget.trials=8 --set n_layer=1 ...   # a smaller grid
 
 A bank is a real tunelab search (``search.run``: Ray, the grid sampler in a random order, FIFO so
@@ -147,6 +148,50 @@ def bank_tables(runs: pa.Table, history: pa.Table, grid: Sequence[str]) -> tuple
     return runs_out, pa.table(hist)
 
 
+def describe(folder: Path) -> str:
+    """What a bank's curves look like, as Markdown: final val_loss, divergences, seed noise, and how
+    well each evaluation ranks the configurations' final values (Spearman, means over seeds).
+
+    Args:
+        folder: a bank's folder (its two Parquet files).
+    """
+    import numpy as np
+
+    runs = pq.read_table(folder / RUNS_FILE).to_pandas()
+    hist = pq.read_table(folder / HISTORY_FILE).to_pandas()
+    grid = [n for n in json.loads(pq.read_schema(folder / RUNS_FILE).metadata[BANK_META_KEY.encode()])["grid"]
+            if n != curves.SEED]
+    n_points = int(hist.groupby("trial")["iteration"].max().max())
+    # val_loss at evaluation k (1..n) per trial; a curve that ended early (diverged) keeps its last value
+    wide = hist.pivot(index="trial", columns="iteration", values=M.VAL_LOSS).reindex(columns=range(1, n_points + 1))
+    wide = wide.ffill(axis=1).join(runs.set_index("trial")[grid + [curves.SEED, "status"]])
+    final = wide[n_points]
+    per_config = wide.groupby(grid)[list(range(1, n_points + 1))].mean()
+    finite = final[np.isfinite(final)]
+    best = per_config[n_points].idxmin()
+    seeds = wide.pivot_table(index=grid, columns=curves.SEED, values=n_points, aggfunc="first")
+    gap = (seeds.max(axis=1) - seeds.min(axis=1)).replace([np.inf], np.nan).dropna()
+
+    def spearman(a, b) -> float:
+        ra, rb = a.rank(method="average"), b.rank(method="average")  # inf ranks last
+        return float(np.corrcoef(ra, rb)[0, 1])
+
+    lines = [
+        f"- {len(per_config)} configurations x {runs[curves.SEED].nunique()} seeds = {len(runs)} curves, "
+        f"{n_points} evaluations each; status: "
+        + ", ".join(f"{k} {v}" for k, v in runs["status"].value_counts().items()),
+        f"- final val_loss: min {finite.min():.3f}, median {final.median():.3f}, max (finite) {finite.max():.3f}; "
+        f"{int((~np.isfinite(final)).sum())} curves diverged",
+        f"- best configuration (mean over seeds) {dict(zip(grid, (v.item() for v in best)))}: "
+        f"{per_config[n_points].min():.3f}",
+        f"- seed to seed: median |difference| of final val_loss {gap.median():.3f} (90th percentile {gap.quantile(0.9):.3f})",
+        "- Spearman rank correlation of the configurations' val_loss (mean over seeds) at evaluation k "
+        "with the final one: " + ", ".join(f"k={k}: {spearman(per_config[k], per_config[n_points]):.2f}"
+                                          for k in range(1, n_points)),
+    ]
+    return "\n".join(lines)
+
+
 def _git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
@@ -173,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override the search file (as `tunelab run --set`)")
     p.add_argument("--export-only", action="store_true", help="export the search already under --storage")
+    p.add_argument("--describe", action="store_true", help="only describe the bank already exported")
     args = p.parse_args(argv)
 
     import search
@@ -180,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     recipe = BANKS[args.bank]
     storage = Path(args.storage).expanduser().resolve()
     out = Path(args.out) if args.out else DATA / recipe.folder
+    if args.describe:
+        print(describe(out))
+        return 0
     overrides = [f"storage={storage}", *args.overrides]
     extra = {"command": " ".join(["python", "bench/curve_bank.py", *(argv if argv is not None else sys.argv[1:])]),
              "machine": machine(), "date": datetime.date.today().isoformat()}
@@ -196,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     statuses = {k: runs.column("status").to_pylist().count(k) for k in M.STATUSES}
     print(f"{out}: {runs.num_rows} curves ({', '.join(f'{k} {v}' for k, v in statuses.items() if v)}), "
           f"{history.num_rows} evaluations; {sum(f.stat().st_size for f in out.glob('*.parquet')) / 1024:.0f} KiB")
+    print(describe(out))
     return 0
 
 
