@@ -101,9 +101,9 @@ def export(search: spaces.Search, out: Path, extra: dict | None = None) -> tuple
     grid = [*curves.BANKS[out.name], curves.SEED]
     runs_out, history_out = bank_tables(runs, history, grid)
     info = analysis.search_info(runs)
+    file = Path(search.file).resolve()
     meta = {
-        "search_file": str(Path(search.file).resolve().relative_to(ROOT)) if Path(search.file).resolve().is_relative_to(ROOT)
-        else search.file,
+        "search_file": str(file.relative_to(ROOT) if file.is_relative_to(ROOT) else file),
         "trainable": search.spec.trainable, "metric": search.spec.metric, "mode": search.spec.mode,
         "fixed": {k: v for k, v in search.base_config.items() if k not in grid},
         "grid": {n: sorted(set(runs_out.column(n).to_pylist())) for n in grid},
