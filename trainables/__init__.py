@@ -14,6 +14,7 @@ from trainables.gpt import config as _gpt_config
 from trainables.gpt import tokens as _gpt_tokens
 from trainables.rnn import config as _rnn_config
 from trainables.rnn import data as _rnn_data
+from trainables import curves as _curves
 from trainables import synthetic as _synthetic
 from trainables.vit import config as _vit_config
 from trainables.vit import data as _vit_data
@@ -67,6 +68,15 @@ REGISTRY: dict[str, Entry] = {
         flops=_synthetic.flops_per_token,
         data_loader=_synthetic.load_data,
         constraint_names=_synthetic.CONSTRAINTS,
+    ),
+    "curves": Entry(
+        name="curves",
+        config_cls=_curves.CurvesConfig,
+        train_module="trainables.curves",
+        constraint_check=_curves.check,
+        flops=_curves.flops_per_token,
+        data_loader=_curves.load_data,
+        constraint_names=_curves.CONSTRAINTS,
     ),
 }
 
