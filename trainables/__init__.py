@@ -4,6 +4,8 @@ Knows nothing of Optuna, MLflow or the search package. ``REGISTRY[name]`` descri
 family (see ``Entry``); importing this package does not import torch.
 """
 
+import functools
+
 from trainables import metrics
 from trainables._errors import ConfigError, DataError
 from trainables._registry import Entry
@@ -13,6 +15,7 @@ from trainables.gpt import tokens as _gpt_tokens
 from trainables.rnn import config as _rnn_config
 from trainables.rnn import data as _rnn_data
 from trainables import synthetic as _synthetic
+from trainables import tabular as _tabular
 
 REGISTRY: dict[str, Entry] = {
     "rnn": Entry(
@@ -45,5 +48,15 @@ REGISTRY: dict[str, Entry] = {
         constraint_names=_synthetic.CONSTRAINTS,
     ),
 }
+for _name, _bench in _tabular.BENCHMARKS.items():
+    REGISTRY[_name] = Entry(
+        name=_name,
+        config_cls=_tabular.CONFIGS[_name],
+        train_module="trainables.tabular",
+        constraint_check=_tabular.check,
+        flops=_tabular.flops_per_token,
+        data_loader=functools.partial(_tabular.load_data, _name),
+        summarize=functools.partial(_tabular.summary, _bench),
+    )
 
 __all__ = ["REGISTRY", "Entry", "ConfigError", "DataError", "metrics"]
