@@ -49,6 +49,9 @@ from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Ray's workers import the trainables from this checkout too, wherever the bench is started from.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                                         os.environ.get("PYTHONPATH")]))
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 import numpy as np
@@ -194,7 +197,7 @@ METHODS = (
     Method("GP+FIFO", ("sampler.name=gp", "scheduler.name=fifo")),
     Method("CMA-ES+FIFO", ("sampler.name=cmaes", "scheduler.name=fifo"), numeric=True),
 )
-QUICK_METHODS = (BASELINE, "tunelab default", "Ray OptunaSearch+ASHA", "TPE+ASHA")
+QUICK_METHODS = (BASELINE, "tunelab default", "Ray OptunaSearch+ASHA")
 
 
 # --- running one search -------------------------------------------------------------------------------
@@ -217,6 +220,7 @@ class RunResult:
     seed: int
     wall_s: float
     trials: list[Trial]
+    cost: str = metrics.WALL_S  # what a trial's cost is
 
 
 def _load(bench: Benchmark, overrides: Sequence[str] = ()) -> spaces.Search:
@@ -245,7 +249,7 @@ def run_tunelab(bench: Benchmark, method: Method, seed: int, trials: int, storag
     out = [Trial(r["start_time"].timestamp(), {k: r[k] for k in keys if k in r}, r.get(f"last_{s.spec.metric}"),
                  float(r.get(f"last_{bench.cost}") or 0.0), bool(r.get(f"last_{metrics.FINISHED}")))
            for r in rows]
-    return RunResult(bench.name, method.name, seed, wall, out)
+    return RunResult(bench.name, method.name, seed, wall, out, bench.cost)
 
 
 def optuna_distributions(space: spaces.CompiledSpace) -> dict[str, Any]:
@@ -302,7 +306,7 @@ def run_peer(bench: Benchmark, method: Method, seed: int, trials: int, storage: 
                          {k: r.config[k] for k in s.space.params if k in r.config}, m.get(spec.metric),
                          float(m.get(bench.cost) or 0.0), bool(m.get(metrics.FINISHED))))
     out.sort(key=lambda t: t.start)
-    return RunResult(bench.name, method.name, seed, wall, out)
+    return RunResult(bench.name, method.name, seed, wall, out, bench.cost)
 
 
 # --- scoring --------------------------------------------------------------------------------------------
@@ -357,14 +361,15 @@ def summarize(runs: list[RunResult], truths: dict[str, Truth]) -> tuple[str, dic
             if r.benchmark == bench:
                 by_method.setdefault(r.method, []).append(r)
         traces = {m: [trace(r, truth) for r in rs] for m, rs in by_method.items()}
-        base = traces.get(BASELINE)
+        base, base_runs = traces.get(BASELINE), by_method.get(BASELINE)
         if not base:
             continue
         budget = statistics.median(c[-1] for c, _ in base)
         target = _median_iqr([regret_at(c, g, budget) for c, g in base])[0]
+        unit = "s of recorded training" if base_runs[0].cost == metrics.WALL_S else base_runs[0].cost
         lines += [f"\n### {bench}", "",
-                  f"B = {budget:.4g} ({'s of recorded training' if 'flops' not in bench else 'FLOPs'}), "
-                  f"the median compute of {BASELINE}'s runs; target = its median regret at B, {target:.3g}.", "",
+                  f"B = {budget:.4g} ({unit}), the median compute of {BASELINE}'s runs; "
+                  f"target = its median regret at B, {target:.3g}.", "",
                   "| method | seeds | trials | s/trial | regret @25% B | @50% B | @100% B | @all trials | "
                   "compute to target |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         numbers[bench] = {"budget": budget, "target": target, "methods": {}}
@@ -485,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     p.add_argument("--benchmarks", help="comma-separated benchmark names (e.g. hpolib/protein_structure)")
     p.add_argument("--methods", help=f"comma-separated method names: {', '.join(m.name for m in METHODS)}")
     p.add_argument("--seeds", type=int, help="seeds 0..N-1 (default 10; --quick 5)")
-    p.add_argument("--trials", type=int, help="trials per search (default 100; --quick 40)")
+    p.add_argument("--trials", type=int, help="trials per search (default 100; --quick 30)")
     p.add_argument("--out", default="runs/search_efficiency", help="results, MLflow store, logs, figure")
     p.add_argument("--replot", action="store_true", help="only the table and figure, from --out's runs.json")
     args = p.parse_args(argv)
@@ -507,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     if BASELINE not in {m.name for m in methods}:
         methods.insert(0, known[BASELINE])  # regret budgets are measured against it
     seeds = range(args.seeds or (5 if args.quick else 10))
-    trials = args.trials or (40 if args.quick else 100)
+    trials = args.trials or (30 if args.quick else 100)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
 

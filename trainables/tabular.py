@@ -112,6 +112,16 @@ class Benchmark:
             dist = np.abs(np.asarray(grid, dtype=float) - value)
         return int(np.argmin(dist))  # ties (exactly half-way) go to the lower value
 
+    def cells(self, name: str) -> tuple[float, float]:
+        """The values of ordered parameter ``name`` that snap onto its grid: half a step beyond each end
+        for a log-spaced grid (in log space, so that drawn log-uniformly over this range every grid value
+        has the same chance), the grid's own ends for a linear one (dropout below 0 makes no sense; a
+        linear grid is searched with ``step``, exactly)."""
+        grid = sorted(self.grids[name])
+        if name not in self.log:
+            return grid[0], grid[-1]
+        return grid[0] / math.sqrt(grid[1] / grid[0]), grid[-1] * math.sqrt(grid[-1] / grid[-2])
+
     def indices(self, params: Mapping[str, Any]) -> tuple[int, ...]:
         """Grid indices of a config, one per hyperparameter, in the table's key order."""
         return tuple(self.snap(name, params[name]) for name in self.grids)
@@ -142,10 +152,11 @@ BENCHMARKS = {b.name: b for b in (HPOBENCH, HPOLIB, NASBENCH201)}
 # --- configs: the benchmark's own hyperparameters, plus dataset and seed -------------------------------
 
 def _grid(bench: Benchmark, name: str) -> Any:
-    """The type of an ordered grid parameter: bounded by the grid's first and last value."""
-    grid = bench.grids[name]
-    kind = int if all(isinstance(v, int) for v in grid) else float
-    return Annotated[kind, Field(ge=min(grid), le=max(grid))]
+    """The type of an ordered grid parameter, bounded by the values that snap onto the grid (``cell``)."""
+    lo, hi = bench.cells(name)
+    if all(isinstance(v, int) for v in bench.grids[name]):
+        return Annotated[int, Field(ge=math.ceil(lo), le=math.floor(hi))]
+    return Annotated[float, Field(ge=lo, le=hi)]
 
 
 def _choice(bench: Benchmark, name: str) -> Any:

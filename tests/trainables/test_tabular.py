@@ -86,6 +86,9 @@ def test_the_table_holds_every_config_and_seed(bench):
     ("hpolib", "dropout_1", 0.14, 0.0),
     ("hpolib", "init_lr", 3e-3, 5e-3),                       # log: 1.10 down, 0.51 up
     ("hpolib", "n_units_2", 300, 256),
+    ("hpolib", "batch_size", 90, 64),                        # the log cells' outer edges: 8/sqrt(2), 64*sqrt(2)
+    ("hpolib", "batch_size", 6, 8),
+    ("hpobench", "alpha", 2.7, 1),
 ])
 def test_an_off_grid_value_snaps_to_the_nearest_grid_value(name, param, value, snapped):
     b = tabular.BENCHMARKS[name]
@@ -106,7 +109,11 @@ def test_an_off_grid_config_reads_the_table_of_its_grid_point():
 
 def test_values_outside_the_grid_range_and_unknown_choices_are_config_errors():
     with pytest.raises(trainables.ConfigError, match="alpha"):
-        trainables.REGISTRY["hpobench"].parse({"alpha": 2.0})
+        trainables.REGISTRY["hpobench"].parse({"alpha": 3.0})  # values up to 2.78 snap to 1
+    with pytest.raises(trainables.ConfigError, match="batch_size"):
+        trainables.REGISTRY["hpolib"].parse({"batch_size": 91})
+    with pytest.raises(trainables.ConfigError, match="dropout_1"):
+        trainables.REGISTRY["hpolib"].parse({"dropout_1": -0.1})
     with pytest.raises(trainables.ConfigError, match="Op3"):
         trainables.REGISTRY["nasbench201"].parse({"Op3": "conv_5x5"})
 
