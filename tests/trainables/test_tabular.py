@@ -146,8 +146,11 @@ def test_the_search_files_switch_dataset_and_sampler_with_set():
         assert s.spec.metric == b.metric and s.spec.mode == b.mode
         for p, param in s.space.params.items():
             if p in b.ordered:  # an ordered grid is drawn from exactly its range
-                assert tuple(param.values) == (min(b.grids[p]), max(b.grids[p])), p
+                grid = b.grids[p]
+                assert tuple(param.values) == (min(grid), max(grid)), p
                 assert param.kind.startswith("log") == (p in b.log), p
+                if p not in b.log:  # an evenly spaced linear grid: every value exactly, by its step
+                    assert np.allclose(np.arange(grid[0], grid[-1] + 1e-9, param.step or 1), grid), p
             else:
                 assert param.kind == "choice" and param.values == b.grids[p], p
 
