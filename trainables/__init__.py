@@ -4,6 +4,8 @@ Knows nothing of Optuna, MLflow or the search package. ``REGISTRY[name]`` descri
 family (see ``Entry``); importing this package does not import torch.
 """
 
+import functools
+
 from trainables import metrics
 from trainables._errors import ConfigError, DataError
 from trainables._registry import Entry
@@ -16,6 +18,7 @@ from trainables.rnn import config as _rnn_config
 from trainables.rnn import data as _rnn_data
 from trainables import curves as _curves
 from trainables import synthetic as _synthetic
+from trainables import tabular as _tabular
 from trainables.vit import config as _vit_config
 from trainables.vit import data as _vit_data
 
@@ -79,5 +82,15 @@ REGISTRY: dict[str, Entry] = {
         constraint_names=_curves.CONSTRAINTS,
     ),
 }
+for _name, _bench in _tabular.BENCHMARKS.items():
+    REGISTRY[_name] = Entry(
+        name=_name,
+        config_cls=_tabular.CONFIGS[_name],
+        train_module="trainables.tabular",
+        constraint_check=_tabular.check,
+        flops=_tabular.flops_per_token,
+        data_loader=functools.partial(_tabular.load_data, _name),
+        summarize=functools.partial(_tabular.summary, _bench),
+    )
 
 __all__ = ["REGISTRY", "Entry", "ConfigError", "DataError", "metrics"]
