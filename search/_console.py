@@ -15,6 +15,7 @@ search's folder; ``tunelab run --verbose`` leaves it on the console, as Ray prin
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
 import sys
@@ -62,6 +63,11 @@ class RayLog:
 
     def isatty(self) -> bool:
         return False
+
+    def fileno(self) -> int:  # Ray's init hands sys.stderr to faulthandler
+        if self._file is None:
+            raise io.UnsupportedOperation("ray.log is not open yet")
+        return self._file.fileno()
 
     def close(self, console: TextIO) -> None:
         if self._file is not None:
@@ -119,13 +125,15 @@ class LiveConsole(Callback):
         trials: the budget's number of trials (the progress bar's total).
         time_attr, max_t: the scheduler's progress counter and its end (``epoch 2/4``).
         label: a trial's name (``t003``), as its MLflow run is named.
+        header: a line printed first (what runs, where Ray's output goes).
         out: where to draw; None is the process's own stdout (``sys.__stdout__``: while the search runs,
             ``sys.stdout`` is Ray's log).
     """
 
     def __init__(self, metric: str, mode: str, sampled_keys: Sequence[str], trials: int, time_attr: str,
-                 max_t: float | None, label: Callable[[Any], str], out: TextIO | None = None):
+                 max_t: float | None, label: Callable[[Any], str], header: str = "", out: TextIO | None = None):
         self.metric, self.mode = metric, mode
+        self.header = header
         self.sampled_keys = tuple(sampled_keys)
         self.trials, self.time_attr, self.max_t = trials, time_attr, max_t
         self.label = label
@@ -136,12 +144,9 @@ class LiveConsole(Callback):
         self._start = time.monotonic()
         self._console = None
         self._live = None
-        self._progress = None
-        self._task = None
 
     def __getstate__(self) -> dict:  # Ray pickles callbacks into the experiment folder
-        return {**self.__dict__, "out": None, "_console": None, "_live": None, "_progress": None, "_task": None,
-                "_running": {}}
+        return {**self.__dict__, "out": None, "_console": None, "_live": None, "_running": {}}
 
     # --- Tune's hooks: bookkeeping only; rich draws on its own thread -------------------------
 
@@ -150,8 +155,14 @@ class LiveConsole(Callback):
 
         self._start = time.monotonic()
         self._console = Console(file=self.out or sys.__stdout__, highlight=False, soft_wrap=False)
+        if self.header:
+            self._console.print(self.header, markup=False, soft_wrap=True)
         if self._console.is_terminal:
-            self._start_live()
+            from rich.live import Live
+
+            self._live = Live(_Running(self), console=self._console, refresh_per_second=2, transient=True,
+                              redirect_stdout=False, redirect_stderr=False)
+            self._live.start()
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         sampled = " ".join(f"{k}={_short(trial.config[k])}" for k in self.sampled_keys if k in trial.config)
@@ -190,28 +201,13 @@ class LiveConsole(Callback):
         new_best = row.best is not None and (self._best is None or self._better(row.best, self._best))
         if new_best:
             self._best = row.best
-        best = "" if row.best is None else f"{self.metric} {row.best:.4g}{'  *best so far*' if new_best else ''}"
+        best = "" if row.best is None else f"{self.metric} {row.best:<8.4g}{' best so far' if new_best else ''}"
         where = "" if row.progress is None else f"{self.time_attr} {_short(row.progress)}"
         count = f"[{self._ended}/{self.trials} {_clock(time.monotonic() - self._start)}]"
-        line = "  ".join(p for p in (count, row.name, f"{status:<13}", f"{where:<9}", best, row.sampled) if p)
+        line = "  ".join((count, row.name, f"{status:<13}", f"{where:<9}", f"{best:<30}", row.sampled)).rstrip()
         if self._console is None:  # no setup(): Tune restored the callback mid-search
             self.setup()
-        self._console.print(line, markup=False)
-        if self._progress is not None:
-            self._progress.update(self._task, completed=self._ended)
-
-    def _start_live(self) -> None:
-        from rich.console import Group
-        from rich.live import Live
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-            TimeRemainingColumn
-
-        self._progress = Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                  TextColumn("left ~"), TimeRemainingColumn(), console=self._console)
-        self._task = self._progress.add_task("trials", total=self.trials, completed=self._ended)
-        self._live = Live(Group(_Running(self), self._progress), console=self._console, refresh_per_second=2,
-                          transient=True, redirect_stdout=False, redirect_stderr=False)
-        self._live.start()
+        self._console.print(line, markup=False, soft_wrap=True)
 
 
 class _Row:
@@ -227,12 +223,27 @@ class _Row:
 
 
 class _Running:
-    """The running trials as a rich table, built when rich refreshes (not on every result)."""
+    """The running trials as a rich table over a progress bar, built when rich refreshes (not on every
+    result)."""
 
     def __init__(self, view: LiveConsole):
         self.view = view
 
     def __rich__(self):
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        v = self.view
+        elapsed = time.monotonic() - v._start
+        # What is left: the mean time per ended trial so far, times the trials still to end.
+        left = _clock(elapsed / v._ended * (v.trials - v._ended)) if v._ended else "?"
+        bar = Table.grid(padding=(0, 1))
+        bar.add_row(ProgressBar(total=v.trials, completed=v._ended, width=30),
+                    f"{v._ended}/{v.trials} trials ended  {_clock(elapsed)} elapsed  ~{left} left")
+        return Group(self._table(), bar)
+
+    def _table(self):
         from rich.table import Table
 
         v = self.view

@@ -40,9 +40,12 @@ def resume(name: str, storage: str | Path = "runs", *, address: str | None = Non
     with _console.ray_output(verbose) as ray_log:
         if ray_log is not None:
             ray_log.open(exp_dir / _console.RAY_LOG)
-        _tuner.init_ray(address)
+        started = _tuner.init_ray(address)
         tuner = _tuner.restored_tuner(search, data, exp_dir)
-        return finish(tuner.fit(), search, exp_dir, client, state["parent_run_id"])
+        outcome = finish(tuner.fit(), search, exp_dir, client, state["parent_run_id"])
+        if started:  # the trials' last lines, which Ray flushes when it stops, go to ray.log
+            _tuner.shutdown_ray()
+        return outcome
 
 
 def sync(name: str, storage: str | Path = "runs") -> Outcome:

@@ -61,9 +61,12 @@ def _launch(search: spaces.Search, data, exp_dir: Path, address: str | None, ver
         "name": search.spec.name, "file": search.file, "tracking_uri": search.tracking_uri,
         "experiment_id": exp_id, "parent_run_id": parent, "spec_hash": search.spec_hash,
     })
-    _tuner.init_ray(address)
+    started = _tuner.init_ray(address)
     tuner = _tuner.new_tuner(search, data, exp_dir, exp_id, parent, verbose=verbose, inputs=inputs)
-    return finish(tuner.fit(), search, exp_dir, client, parent)
+    outcome = finish(tuner.fit(), search, exp_dir, client, parent)
+    if started:  # now, so that the trials' last lines, which Ray flushes when it stops, go to ray.log
+        _tuner.shutdown_ray()
+    return outcome
 
 
 def _open_parent(client, exp_id: str, search: spaces.Search, exp_dir: Path, inputs: list) -> str:

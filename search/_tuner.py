@@ -41,9 +41,16 @@ def load_data(search: spaces.Search) -> Any:
         raise spaces.SpecError(search.file, "data", str(exc)) from None
 
 
-def init_ray(address: str | None) -> None:
-    if not ray.is_initialized():
-        ray.init(address=address, configure_logging=False)
+def init_ray(address: str | None) -> bool:
+    """Start (or connect to) Ray unless this process has; True if it did."""
+    if ray.is_initialized():
+        return False
+    ray.init(address=address, configure_logging=False)
+    return True
+
+
+def shutdown_ray() -> None:
+    ray.shutdown()
 
 
 def new_tuner(search: spaces.Search, data: Any, exp_dir: Path, exp_id: str, parent: str, *,
@@ -123,8 +130,11 @@ def _run_config(search: spaces.Search, exp_dir: Path, exp_id: str, parent: str, 
     callbacks = [tracker]
     if not verbose:  # the tracker first: it names a trial (t003) before the view shows it
         max_t = spec.scheduler.max_t if spec.scheduler.name in ("asha", "hyperband") else None
+        header = (f"{spec.name}: {spec.budget.trials} trials, {spec.budget.max_concurrent} at a time; "
+                  f"Ray's output: {exp_dir / _console.RAY_LOG}")
         callbacks.append(_console.LiveConsole(spec.metric, spec.mode, sampled, spec.budget.trials,
-                                              spec.scheduler.time_attr, max_t, label=tracker.trial_label))
+                                              spec.scheduler.time_attr, max_t, label=tracker.trial_label,
+                                              header=header))
     return tune.RunConfig(
         name=spec.name,
         storage_path=str(search.storage),
