@@ -57,8 +57,8 @@ def plot_pareto(runs: pa.Table, x: str = "flops", metric: str | None = None, mod
     xs = np.asarray(runs.column(xcol).to_pylist(), dtype=float)
     ys = np.asarray(runs.column(ycol).to_pylist(), dtype=float)
     status = runs.column("status").to_pylist()
+    trial = runs.column("trial_id").to_pylist()
     names = trial_names(runs)
-    trial = [names.get(t, t) for t in runs.column("trial_id").to_pylist()]
     front = pareto_front(xs, ys, mode)
     ok = np.isfinite(xs) & np.isfinite(ys)
     if not ok.any():
@@ -72,7 +72,8 @@ def plot_pareto(runs: pa.Table, x: str = "flops", metric: str | None = None, mod
     fx, fy = xs[front], ys[front]
     ax.step(fx, fy, where="post", color="black", lw=1.2, label="Pareto front")
     for i in front:
-        ax.annotate(str(trial[i]), (xs[i], ys[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(names.get(trial[i], str(trial[i])), (xs[i], ys[i]), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")
     if ok.sum() > 1 and xs[ok].min() > 0 and xs[ok].max() / xs[ok].min() > 100:
         ax.set_xscale("log")
     set_metric_scale(ax, metric, ys[ok])

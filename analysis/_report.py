@@ -38,7 +38,7 @@ FIGURES = "figures"
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:1em auto;padding:0 0.8em;color:#222}
 .table{max-width:100%;overflow-x:auto;margin:0.5em 0 0.3em}
 table{border-collapse:collapse;font-size:0.8em}th,td{border:1px solid #ccc;padding:2px 6px;vertical-align:top}
-td{overflow-wrap:anywhere;max-width:22em}th{background:#f3f3f3;white-space:nowrap}
+td{overflow-wrap:break-word;max-width:22em}th{background:#f3f3f3;white-space:nowrap}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 p.caption,figcaption{font-size:0.85em;color:#444;margin:0.2em 0 1.5em}
 figure{margin:1em 0 0}figure img{max-width:100%;height:auto}

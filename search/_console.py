@@ -100,7 +100,7 @@ def _loggers_to(log: TextIO, console: TextIO) -> Iterator[None]:
     moved = []
     for name in _QUIET_LOGGERS:
         for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            if type(handler) is logging.StreamHandler:  # not files, not others' capture handlers
                 moved.append((handler, handler.stream))
                 handler.setStream(log)
     own = logging.StreamHandler(console)

@@ -295,8 +295,11 @@ def _ui(args) -> int:
     uri = _paths.tracking_uri(Path(args.storage), args.name)
     exp_id = _paths.read_state(Path(args.storage), args.name)["experiment_id"] if args.name else None
     url = ui.runs_url(f"http://127.0.0.1:{args.port}", exp_id)
+    # One person's UI: one worker, and none of the server's background jobs (GenAI evaluation, trace
+    # archival), which start a dozen processes and take minutes to come up on a small machine.
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-           "--host", "127.0.0.1", "--port", str(args.port)]
+           "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     print(" ".join(cmd[1:]), flush=True)
     print(f"runs table: {url}", flush=True)
     if not args.open:
