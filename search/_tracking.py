@@ -479,15 +479,17 @@ class Progress:
     def trial_ended(self, client: MlflowClient, best: float | None, last: Mapping[str, Any] | None) -> None:
         """Log the next step: one more trial ended, with ``best`` its best objective (None: none)."""
         last = last or {}
-        self.ended += 1
-        self.flops += float(last.get(metrics.FLOPS) or 0.0)
-        self.trial_s += float(last.get(metrics.WALL_S) or 0.0)
-        if best is not None and (self.best is None or (best < self.best if self.mode == "min" else best > self.best)):
-            self.best = best
-        values = {metrics.SEARCH_FLOPS: self.flops, metrics.SEARCH_TRIAL_S: self.trial_s}
-        if self.best is not None:
-            values[metrics.best_so_far(self.metric)] = self.best
+        flops = self.flops + float(last.get(metrics.FLOPS) or 0.0)
+        trial_s = self.trial_s + float(last.get(metrics.WALL_S) or 0.0)
+        so_far = self.best
+        if best is not None and (so_far is None or (best < so_far if self.mode == "min" else best > so_far)):
+            so_far = best
+        values = {metrics.SEARCH_FLOPS: flops, metrics.SEARCH_TRIAL_S: trial_s}
+        if so_far is not None:
+            values[metrics.best_so_far(self.metric)] = so_far
         if best is not None:
             values[metrics.trial_value(self.metric)] = best
         ts = int(time.time() * 1000)
-        client.log_batch(self.parent_run_id, metrics=[Metric(k, v, ts, self.ended) for k, v in values.items()])
+        client.log_batch(self.parent_run_id, metrics=[Metric(k, v, ts, self.ended + 1) for k, v in values.items()])
+        # only once MLflow has it: a server that did not answer leaves the count as it was
+        self.ended, self.flops, self.trial_s, self.best = self.ended + 1, flops, trial_s, so_far

@@ -46,8 +46,7 @@ def view_state(metric: str, mode: str, sampled: Iterable[str]) -> dict:
     ``tunelab.status`` as columns (MLflow column keys: ``metrics.`name```, ``params.`name```, ...)."""
     key = sort_metric(metric)
     shown = [("metrics", key), *([("metrics", metric)] if key != metric else []),
-             *(("params", p) for p in sampled), ("tags", "tunelab.status"), ("attributes", "Dataset"),
-             ("attributes", "Duration")]
+             *(("params", p) for p in sampled), ("tags", "tunelab.status"), ("attributes", "Dataset")]
     columns = [f"{kind}.`{name}`" for kind, name in shown]
     return {
         "searchFilter": "", "orderByKey": f"metrics.`{key}`", "orderByAsc": mode == "min", "startTime": "ALL",

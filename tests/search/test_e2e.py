@@ -287,9 +287,10 @@ def page(ui, tmp_path_factory):
 
 
 def _open(pg, url: str) -> None:
+    """Go to ``url`` once the app has drawn its sidebar, with MLflow's assistant pane closed."""
     pg.goto(url)
-    pg.wait_for_load_state("networkidle")
-    close = pg.locator('[data-component-id="mlflow.assistant.chat_panel.close"]')  # MLflow's chat pane
+    pg.get_by_text("Model training", exact=True).first.wait_for()
+    close = pg.locator('[data-component-id="mlflow.assistant.chat_panel.close"]')
     if close.count() and close.first.is_visible():
         close.first.click()
 
@@ -320,7 +321,7 @@ def test_ui_opens_the_runs_table_sorted_by_the_objective_with_its_columns(smoke,
     for column in ("best_val_ppl", "val_ppl", *outcome.trials[0].params, "tunelab.status"):
         assert any(h.strip() == column for h in headers), (column, headers)
     names = [t.name for t in outcome.ranked()]  # trials, best first; the parent carries the best value too
-    shown = [n.split(" ")[0] for n in page.locator(NAME_CELL).all_inner_texts()]
+    shown = [n.splitlines()[-1].split(" ")[0] for n in page.locator(NAME_CELL).all_inner_texts()]  # after its colour
     assert [n for n in shown if n.startswith("t")] == names
     stopped = next(t.name for t in outcome.trials if t.status == metrics.STOPPED_EARLY)
     completed = next(t.name for t in outcome.trials if t.status == metrics.COMPLETED)
