@@ -155,7 +155,8 @@ def summarize(grid, search: spaces.Search, exp_dir: Path, parent: str) -> tuple[
             if len(col):
                 best = float(col.min() if spec.mode == "min" else col.max())
         status = metrics.final_status(last, error=result.error is not None)
-        params = {k: result.config.get(k) for k in search.space.params if k in result.config}
+        config = result.config or {}  # None for a trial the time budget stopped before it ever ran
+        params = {k: config.get(k) for k in search.space.params if k in config}
         trials.append(TrialSummary(last.get("trial_id", "?"), status, params, best,
                                    int(last.get("training_iteration", 0))))
     study = load_study(exp_dir, spec.name)
