@@ -204,7 +204,7 @@ class LiveConsole(Callback):
         best = "" if row.best is None else f"{self.metric} {row.best:<8.4g}{' best so far' if new_best else ''}"
         where = "" if row.progress is None else f"{self.time_attr} {_short(row.progress)}"
         count = f"[{self._ended}/{self.trials} {_clock(time.monotonic() - self._start)}]"
-        line = "  ".join((count, row.name, f"{status:<13}", f"{where:<9}", f"{best:<30}", row.sampled)).rstrip()
+        line = "  ".join((f"{count:<11}", row.name, f"{status:<13}", f"{where:<9}", f"{best:<30}", row.sampled)).rstrip()
         if self._console is None:  # no setup(): Tune restored the callback mid-search
             self.setup()
         self._console.print(line, markup=False, soft_wrap=True)
