@@ -149,7 +149,7 @@ def trial_note(status: str, last_result: Mapping[str, Any] | None, best: float |
         metrics.STATUS_DIVERGED: f"Diverged at {where} (loss not finite or above the ceiling); "
                                  "its values are logged as they were",
         metrics.STATUS_OOM: "Out of memory: the config does not fit on its device",
-        metrics.ERROR: f"Failed: the trial raised{' at ' + where if last else ' before its first report'} "
+        metrics.ERROR: f"Failed: the trial raised{' after ' + where if last.get(attr) is not None else ''} "
                        "(traceback in tag tunelab.error)",
     }[status]
     if metric and best is not None:
