@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from analysis._errors import AnalysisError
-from analysis._plot import STATUS_COLORS, Plot, label, new_figure
+from analysis._plot import STATUS_COLORS, Plot, label, new_figure, trial_names
 from trainables import metrics
 
 
@@ -86,8 +86,9 @@ def plot_asha(runs: pa.Table, history: pa.Table, time_attr: str | None = None) -
 
     order = sorted(r.progress, key=lambda t: (-r.progress[t], t))
     y = np.arange(len(order))
+    names = trial_names(runs)
     right.barh(y, [r.progress[t] for t in order], color=[STATUS_COLORS.get(r.status[t], "#999999") for t in order])
-    right.set_yticks(y, order, fontsize=7)
+    right.set_yticks(y, [names.get(t, t) for t in order], fontsize=7)
     right.invert_yaxis()
     for v in r.rungs:
         right.axvline(v, color="black", ls=":", lw=0.8)

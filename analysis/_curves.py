@@ -128,7 +128,7 @@ def plot_curves(
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        if title == "perplexity":
+        if metrics.is_perplexity(val_key):  # a diverged trial (1e6) would flatten every other curve
             ax.set_yscale("log")
     positive = [v for v in spread if v > 0]
     if x == metrics.FLOPS and positive and max(positive) / min(positive) > 100:

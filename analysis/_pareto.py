@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from analysis._errors import AnalysisError
-from analysis._plot import STATUS_COLORS, Plot, label, new_figure
+from analysis._plot import STATUS_COLORS, Plot, label, new_figure, set_metric_scale, trial_names
 from analysis._schema import search_info
 
 
@@ -58,6 +58,7 @@ def plot_pareto(runs: pa.Table, x: str = "flops", metric: str | None = None, mod
     ys = np.asarray(runs.column(ycol).to_pylist(), dtype=float)
     status = runs.column("status").to_pylist()
     trial = runs.column("trial_id").to_pylist()
+    names = trial_names(runs)
     front = pareto_front(xs, ys, mode)
     ok = np.isfinite(xs) & np.isfinite(ys)
     if not ok.any():
@@ -71,11 +72,11 @@ def plot_pareto(runs: pa.Table, x: str = "flops", metric: str | None = None, mod
     fx, fy = xs[front], ys[front]
     ax.step(fx, fy, where="post", color="black", lw=1.2, label="Pareto front")
     for i in front:
-        ax.annotate(str(trial[i]), (xs[i], ys[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(names.get(trial[i], str(trial[i])), (xs[i], ys[i]), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")
     if ok.sum() > 1 and xs[ok].min() > 0 and xs[ok].max() / xs[ok].min() > 100:
         ax.set_xscale("log")
-    if ys[ok].min() > 0 and ys[ok].max() / ys[ok].min() > 10:
-        ax.set_yscale("log")
+    set_metric_scale(ax, metric, ys[ok])
     ax.set_xlabel(f"{label(x)} spent by the trial")
     ax.set_ylabel(f"best {metric}")
     ax.set_title(f"best {metric} against {label(x)}")

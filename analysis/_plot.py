@@ -7,6 +7,7 @@ matplotlib is imported lazily (STYLE rule 10): ``import analysis`` does not impo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import textwrap
@@ -45,13 +46,16 @@ class Plot:
     name: str
     data: Any = None
 
-    def save(self, directory: str | Path, formats: tuple[str, ...] = ("png", "svg"), dpi: int = 120) -> list[Path]:
-        """Write ``<name>.png`` and ``<name>.svg`` (caption included) into ``directory``.
+    def save(self, directory: str | Path, formats: tuple[str, ...] = ("png", "svg"), dpi: int = 120,
+             caption: bool = True) -> list[Path]:
+        """Write ``<name>.png`` and ``<name>.svg`` into ``directory``.
 
         Args:
             directory: created if missing.
             formats: file formats matplotlib knows.
             dpi: resolution of raster formats.
+            caption: draw the caption under the axes (a report that prints it as text says False, so
+                it is read once).
 
         Returns:
             The written paths.
@@ -59,7 +63,7 @@ class Plot:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         paths = []
-        with _captioned(self):
+        with _captioned(self) if caption else contextlib.nullcontext():
             for fmt in formats:
                 path = out / f"{self.name}.{fmt}"
                 self.figure.savefig(path, format=fmt, dpi=dpi, bbox_inches="tight")
@@ -106,6 +110,25 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float = 5.0, height: float
 def label(key: str) -> str:
     """Axis label of a metric or counter."""
     return AXIS_LABELS.get(key, key)
+
+
+def set_metric_scale(ax, key: str, values=None, axis: str = "y") -> None:
+    """A log axis for a perplexity (they span orders of magnitude: one diverged trial at 1e6 would
+    flatten every other), else for positive values spanning more than a factor of 10."""
+    import numpy as np
+
+    vals = np.asarray([] if values is None else values, dtype=float)
+    vals = vals[np.isfinite(vals)]
+    spread = len(vals) > 1 and vals.min() > 0 and vals.max() / vals.min() > 10
+    if metrics.is_perplexity(key) or spread:
+        (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+
+
+def trial_names(runs: pa.Table) -> dict[str, str]:
+    """trial_id -> its short name, t003 (the first word of its run name; the trial id without one)."""
+    names = runs.column("run_name").to_pylist()
+    trials = runs.column("trial_id").to_pylist()
+    return {t: ((n or "").split(" ")[0] or t) for n, t in zip(names, trials)}
 
 
 def trial_labels(runs: pa.Table) -> dict[str, str]:

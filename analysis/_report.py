@@ -27,18 +27,24 @@ from analysis._isoflop import BUDGET_PARAM, plot_isoflop
 from analysis._load import load
 from analysis._pareto import plot_pareto
 from analysis._parquet import to_parquet
-from analysis._plot import Plot
+from analysis._plot import Plot, trial_names
 from analysis._schema import SEED, search_info
 from analysis._tables import format_mean_std, seed_table, status_counts, to_html, to_markdown, top_k, trial_table
 from trainables import metrics
 
 ARTIFACT_PATH = "report"
 FIGURES = "figures"
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 7px}
-th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
-figure{margin:1em 0 2em}figure img{max-width:100%}figcaption{font-size:0.85em;color:#444}
-code,pre{background:#f6f6f6;padding:1px 4px}"""
+# The page must read inside MLflow's artifact viewer (an iframe about 1,000 px wide) as well as on its
+# own: no fixed width; a wide table scrolls sideways inside its own box and long cells wrap; figures
+# shrink to the width.
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:1em auto;padding:0 0.8em;color:#222}
+.table{max-width:100%;overflow-x:auto;margin:0.5em 0 0.3em}
+table{border-collapse:collapse;font-size:0.8em}th,td{border:1px solid #ccc;padding:2px 6px;vertical-align:top}
+td{overflow-wrap:break-word;max-width:22em}th{background:#f3f3f3;white-space:nowrap}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+p.caption,figcaption{font-size:0.85em;color:#444;margin:0.2em 0 1.5em}
+figure{margin:1em 0 0}figure img{max-width:100%;height:auto}
+code,pre{background:#f6f6f6;padding:1px 4px}pre{overflow-x:auto}"""
 
 
 def report(
@@ -80,8 +86,8 @@ def report(
     to_parquet((runs, history), out / "data")
     blocks = build_blocks(runs, history, top=top)
     for block in blocks:
-        if block[0] == "figure":
-            block[1].save(out / FIGURES)
+        if block[0] == "figure":  # the report prints the caption under the figure: not in the image too
+            block[1].save(out / FIGURES, caption=False)
     info = search_info(runs)
     (out / "report.md").write_text(render_markdown(blocks))
     images = {b[1].name: (out / FIGURES / f"{b[1].name}.png").read_bytes() for b in blocks if b[0] == "figure"}
@@ -110,7 +116,8 @@ def build_blocks(runs: pa.Table, history: pa.Table, *, top: int = 5) -> list[tup
     metric, mode = info["metric"], info["mode"]
     tags = info["parent_tags"]
     blocks: list[tuple] = [("h", 1, f"Search report: {info.get('experiment', '')}")]
-    table = trial_table(runs, history)
+    names = trial_names(runs)
+    table = _named(trial_table(runs, history), names)
     ranked = table.sort_values(f"best_{metric}", ascending=(mode == "min"), na_position="last")
     facts = [
         f"Parent run `{info.get('parent_run_id')}` ({info.get('parent_run_name')}), "
@@ -120,7 +127,7 @@ def build_blocks(runs: pa.Table, history: pa.Table, *, top: int = 5) -> list[tup
     ]
     if len(ranked) and pd.notna(ranked.iloc[0][f"best_{metric}"]):
         best = ranked.iloc[0]
-        facts.append(f"Best trial: `{best['trial_id']}` with {metric} = {best[f'best_{metric}']:.4g}.")
+        facts.append(f"Best trial: `{best['trial']}` with {metric} = {best[f'best_{metric}']:.4g}.")
     blocks.append(("p", " ".join(facts)))
     blocks.append(("p", f"Generated {datetime.datetime.now().isoformat(timespec='seconds')} from "
                         f"`{info.get('tracking_uri')}`."))
@@ -128,7 +135,7 @@ def build_blocks(runs: pa.Table, history: pa.Table, *, top: int = 5) -> list[tup
     blocks.append(("h", 2, "Trials"))
     blocks.append(("table", status_counts(runs), "How the trials ended. Infeasible configs were rejected "
                    "by the trainable's check before training and have no run of their own."))
-    blocks.append(("table", top_k(runs, history, top),
+    blocks.append(("table", _named(top_k(runs, history, top), names),
                    f"The {min(top, runs.num_rows)} best trials by their best {metric}."))
     blocks.append(("table", table, f"Every trial in start order: its varied parameters, its best {metric}, "
                    "and at that same report the training counterpart, epoch and wall-clock seconds; "
@@ -172,6 +179,13 @@ def build_blocks(runs: pa.Table, history: pa.Table, *, top: int = 5) -> list[tup
     return blocks
 
 
+def _named(table: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
+    """The table with its ``trial_id`` column as ``trial``: t003, the name the figures and MLflow use."""
+    if "trial_id" not in table.columns:
+        return table
+    return table.assign(trial_id=table["trial_id"].map(lambda t: names.get(t, t))).rename(columns={"trial_id": "trial"})
+
+
 def _figure(make, what: str) -> tuple:
     try:
         return ("figure", make())
@@ -209,7 +223,8 @@ def render_html(blocks: list[tuple], title: str, images: dict[str, bytes] | None
     Args:
         blocks: from ``build_blocks``.
         title: the page title.
-        images: figure name -> PNG bytes already rendered; figures not in it are rendered here.
+        images: figure name -> PNG bytes already rendered (without the caption, which the page prints
+            once, under it); figures not in it are rendered here.
     """
     parts = []
     for block in blocks:
@@ -221,7 +236,7 @@ def render_html(blocks: list[tuple], title: str, images: dict[str, bytes] | None
         elif kind == "pre":
             parts.append(f"<pre>{html.escape(block[1])}</pre>")
         elif kind == "table":
-            parts.append(to_html(block[1]) + f"\n<p><em>{_inline(block[2])}</em></p>")
+            parts.append(f'<div class="table">{to_html(block[1])}</div>\n<p class="caption"><em>{_inline(block[2])}</em></p>')
         elif kind == "figure":
             plot: Plot = block[1]
             png = (images or {}).get(plot.name) or plot.png()
@@ -229,7 +244,7 @@ def render_html(blocks: list[tuple], title: str, images: dict[str, bytes] | None
             parts.append(f'<figure><img alt="{html.escape(plot.name)}" src="data:image/png;base64,{data}">'
                          f"<figcaption>{html.escape(plot.caption)}</figcaption></figure>")
     body = "\n".join(parts)
-    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{html.escape(title)}</title>'
             f"<style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
 
 

@@ -23,17 +23,22 @@ from search._paths import PENDING_FILE, load_study
 from search._searcher import RAY_TRIAL_ATTR, end_stopped as tell_stopped
 
 
+# Why the trials that a stopper ended with the whole search stopped (their child runs' descriptions).
+BUDGET_STOP = "the search's budget (total FLOPs or time) ran out"
+
+
 def replay(exp_dir: Path, search: spaces.Search, experiment_id: str, parent: str,
-           only: set[str] | None = None) -> tune.ExperimentAnalysis:
+           only: set[str] | None = None, budget_stopped: set[str] = frozenset()) -> tune.ExperimentAnalysis:
     """Bring every trial's child run (or those of the trial ids ``only``) up to what Ray recorded in the
-    experiment folder."""
+    experiment folder; the trials in ``budget_stopped`` were stopped with the whole search."""
     analysis = tune.ExperimentAnalysis(str(exp_dir))
     tracker = _tracking.MLflowTracker(search.tracking_uri, experiment_id, parent,
-                                      sampled_keys=list(search.space.params))
+                                      sampled_keys=list(search.space.params), metric=search.spec.metric,
+                                      mode=search.spec.mode, time_attr=search.spec.scheduler.time_attr)
     tracker.setup()
     for trial in analysis.trials:
         if only is None or trial.trial_id in only:
-            tracker.replay(trial)
+            tracker.replay(trial, why_stopped=BUDGET_STOP if trial.trial_id in budget_stopped else None)
     if only is None:
         (exp_dir / PENDING_FILE).unlink(missing_ok=True)
     return analysis

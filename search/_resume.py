@@ -8,14 +8,14 @@ from pathlib import Path
 from ray import tune
 
 import spaces
-from search import _replay, _tracking, _tuner
+from search import _console, _replay, _tracking, _tuner
 from search._paths import SEARCH_FILE, STATE_FILE, read_state
 from search._summary import Outcome, close_parent, finish, is_closed, summarize
 
 log = logging.getLogger(__name__)
 
 
-def resume(name: str, storage: str | Path = "runs", *, address: str | None = None) -> Outcome:
+def resume(name: str, storage: str | Path = "runs", *, address: str | None = None, verbose: bool = False) -> Outcome:
     """Resume a search whose driver stopped: finished trials are kept, unfinished ones continue from
     their checkpoints, and the search still runs ``budget.trials`` trials in all.
 
@@ -23,6 +23,7 @@ def resume(name: str, storage: str | Path = "runs", *, address: str | None = Non
         name: the search's name (its folder under ``storage``).
         storage: the results root it was run with.
         address: Ray cluster address; None starts a local Ray.
+        verbose: Ray's own output on the console (else in the search folder's ``ray.log``).
     """
     state = read_state(Path(storage), name)
     exp_dir = Path(storage).expanduser().resolve() / name
@@ -36,9 +37,15 @@ def resume(name: str, storage: str | Path = "runs", *, address: str | None = Non
     if lost:
         log.warning("trials %s started after Ray's last snapshot and cannot be resumed; their runs are ended "
                     "as errors and other trials take their place", ", ".join(lost))
-    _tuner.init_ray(address)
-    tuner = _tuner.restored_tuner(search, data, exp_dir)
-    return finish(tuner.fit(), search, exp_dir, client, state["parent_run_id"])
+    with _console.ray_output(verbose) as ray_log:
+        if ray_log is not None:
+            ray_log.open(exp_dir / _console.RAY_LOG)
+        started = _tuner.init_ray(address)
+        tuner = _tuner.restored_tuner(search, data, exp_dir)
+        outcome = finish(tuner.fit(), search, exp_dir, client, state["parent_run_id"])
+        if started:  # the trials' last lines, which Ray flushes when it stops, go to ray.log
+            _tuner.shutdown_ray()
+        return outcome
 
 
 def sync(name: str, storage: str | Path = "runs") -> Outcome:

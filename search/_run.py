@@ -10,21 +10,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import spaces
-from search import _tracking, _tuner
+from search import _console, _inputs, _tracking, _tuner, _ui
 from search._paths import SEARCH_FILE, STATE_FILE, experiment_dir, write_state
-from search._summary import Outcome, finish
+from search._summary import Outcome, describe, finish
 
 
 class SearchExistsError(ValueError):
     """A search of that name already has results; resume it or choose another name."""
 
 
-def run(search: spaces.Search, *, address: str | None = None) -> Outcome:
+def run(search: spaces.Search, *, address: str | None = None, verbose: bool = False) -> Outcome:
     """Run a search from the beginning.
 
     Args:
         search: a loaded search file (``spaces.load``).
         address: Ray cluster address; None starts (or reuses) a local Ray.
+        verbose: Ray's own progress output on the console (else the live view, and Ray's output in
+            the search folder's ``ray.log``).
 
     Raises:
         SearchExistsError: the experiment folder already holds a search of that name.
@@ -37,26 +39,40 @@ def run(search: spaces.Search, *, address: str | None = None) -> Outcome:
             f"resume it with `tunelab resume {search.spec.name}` or choose another --name"
         )
     data = _tuner.load_data(search)  # before anything is written
+    with _console.ray_output(verbose) as ray_log:
+        return _launch(search, data, exp_dir, address, verbose, ray_log)
+
+
+def _launch(search: spaces.Search, data, exp_dir: Path, address: str | None, verbose: bool,
+            ray_log: _console.RayLog | None) -> Outcome:
     client = _tracking.client_for(search.tracking_uri)
     try:
         exp_id = _tracking.ensure_experiment(client, search.spec.name, search.storage / "mlartifacts")
     except _tracking.TrackingError as exc:
         raise spaces.SpecError(search.file, "tracking.uri", str(exc)) from None
     exp_dir.mkdir(parents=True, exist_ok=True)
-    parent = _open_parent(client, exp_id, search, exp_dir)
+    if ray_log is not None:
+        ray_log.open(exp_dir / _console.RAY_LOG)
+    _ui.save_view(client, exp_id, search.spec.metric, search.spec.mode, search.space.params)
+    inputs = _inputs.dataset_inputs(data)
+    parent = _open_parent(client, exp_id, search, exp_dir, inputs)
     (exp_dir / SEARCH_FILE).write_text(search.resolved_yaml())
     write_state(exp_dir, {
         "name": search.spec.name, "file": search.file, "tracking_uri": search.tracking_uri,
         "experiment_id": exp_id, "parent_run_id": parent, "spec_hash": search.spec_hash,
     })
-    _tuner.init_ray(address)
-    tuner = _tuner.new_tuner(search, data, exp_dir, exp_id, parent)
-    return finish(tuner.fit(), search, exp_dir, client, parent)
+    started = _tuner.init_ray(address)
+    tuner = _tuner.new_tuner(search, data, exp_dir, exp_id, parent, verbose=verbose, inputs=inputs)
+    outcome = finish(tuner.fit(), search, exp_dir, client, parent)
+    if started:  # now, so that the trials' last lines, which Ray flushes when it stops, go to ray.log
+        _tuner.shutdown_ray()
+    return outcome
 
 
-def _open_parent(client, exp_id: str, search: spaces.Search, exp_dir: Path) -> str:
+def _open_parent(client, exp_id: str, search: spaces.Search, exp_dir: Path, inputs: list) -> str:
     spec = search.spec
     tags = {
+        _tracking.NOTE_TAG: describe(search) + "\n\n*Running*: the trials' table follows when the search ends.",
         "tunelab.spec_hash": search.spec_hash,
         "tunelab.trainable": spec.trainable,
         "tunelab.sampler": spec.sampler.name,
@@ -71,6 +87,8 @@ def _open_parent(client, exp_id: str, search: spaces.Search, exp_dir: Path) -> s
     run_id = run.info.run_id
     client.log_text(run_id, search.text, f"search/{Path(search.file).name}")
     client.log_text(run_id, search.resolved_yaml(), "search/resolved.yaml")
+    if inputs:
+        client.log_inputs(run_id, datasets=inputs)
     client.log_batch(run_id, params=[
         _tracking.Param(k, str(v)) for k, v in {
             "metric": spec.metric, "mode": spec.mode, "trials": spec.budget.trials,

@@ -27,6 +27,8 @@ class TrialSummary:
     params: dict[str, Any]
     best: float | None
     iterations: int
+    name: str = ""  # t003: the number in its MLflow run's name (the trial id until MLflow is read)
+    run_id: str = ""  # its MLflow child run
 
 
 @dataclasses.dataclass
@@ -43,6 +45,7 @@ class Outcome:
     infeasible: int
     best: TrialSummary | None
     tracking_pending: bool = False  # MLflow was unreachable at the end: `tunelab sync` completes it
+    about: str = ""  # what was searched, how (``describe``)
 
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in metrics.STATUSES}
@@ -51,22 +54,72 @@ class Outcome:
         out[metrics.INFEASIBLE] = self.infeasible
         return out
 
-    def table(self) -> str:
-        """A short Markdown table of the trials, best first."""
-        keys = sorted({k for t in self.trials for k in t.params})
+    def ranked(self) -> list[TrialSummary]:
+        """The trials, best first (those without a value last)."""
         sign = 1 if self.mode == "min" else -1
-        rows = sorted(self.trials, key=lambda t: sign * t.best if t.best is not None else math.inf)
+        return sorted(self.trials, key=lambda t: sign * t.best if t.best is not None and math.isfinite(t.best)
+                      else math.inf)
+
+    def table(self, top: int | None = None, link: str | None = None) -> str:
+        """A short Markdown table of the trials, best first.
+
+        Args:
+            top: at most this many rows.
+            link: a URL prefix; each trial's name links to ``link + run_id``.
+        """
+        keys = sorted({k for t in self.trials for k in t.params})
         head = ["trial", "status", *keys, f"best {self.metric}", "iters"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for t in rows:
+        for t in self.ranked()[:top]:
             vals = [_fmt(t.params.get(k, "")) for k in keys]
             best = "" if t.best is None else f"{t.best:.4g}"
-            lines.append("| " + " | ".join([t.trial_id, t.status, *vals, best, str(t.iterations)]) + " |")
+            name = t.name or t.trial_id
+            if link and t.run_id:
+                name = f"[{name}]({link}{t.run_id})"
+            lines.append("| " + " | ".join([name, t.status, *vals, best, str(t.iterations)]) + " |")
+        return "\n".join(lines)
+
+    def name_trials(self, runs) -> None:
+        """Name each trial as its MLflow child run is named (t003), from ``_tracking.children``."""
+        by_id = {r.data.tags.get(_tracking.TRIAL_ID_TAG): r for r in runs}
+        for t in self.trials:
+            run = by_id.get(t.trial_id)
+            if run is not None:
+                t.run_id = run.info.run_id
+                t.name = (run.info.run_name or "").split(" ")[0] or t.trial_id
+
+    def note(self, experiment_id: str) -> str:
+        """The parent run's description (Markdown): what was searched, the outcome, the top trials."""
+        counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in self.counts().items() if v)
+        lines = [self.about, "", f"**Outcome**: {len(self.trials)} trials ({counts})."]
+        link = f"#/experiments/{experiment_id}/runs/"
+        if self.best is not None:
+            b = self.best
+            name = f"[{b.name or b.trial_id}]({link}{b.run_id})" if b.run_id else b.name or b.trial_id
+            params = " ".join(f"{k}={_fmt(v)}" for k, v in b.params.items())
+            lines[-1] += f" Best {self.metric}: **{b.best:.4g}**, trial {name} ({params})."
+        lines += ["", self.table(top=10, link=link)]
         return "\n".join(lines)
 
 
 def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def describe(search: spaces.Search) -> str:
+    """What a search is, in a Markdown sentence or two: the parent run's description while it runs,
+    and the head of it once it has ended."""
+    spec = search.spec
+    sched = spec.scheduler
+    how = f"{sched.name.upper()} on `{sched.time_attr}`" if sched.name != "fifo" else "no early stopping"
+    budget = [f"{spec.budget.trials} trials, {spec.budget.max_concurrent} at a time"]
+    if spec.budget.total_flops:
+        budget.append(f"{spec.budget.total_flops:.3g} FLOPs in all")
+    if spec.budget.time_s:
+        budget.append(f"{spec.budget.time_s:g} s")
+    params = ", ".join(f"`{k}`" for k in search.space.params) or "nothing (fixed config)"
+    return (f"**{spec.name}**: `{spec.trainable}` trials over {params}; {spec.mode}imise `{spec.metric}`. "
+            f"Sampler {spec.sampler.name.upper()}, scheduler {how}. Budget: {'; '.join(budget)}.")
 
 
 def finish(grid: tune.ResultGrid, search: spaces.Search, exp_dir: Path, client, parent: str) -> Outcome:
@@ -76,9 +129,11 @@ def finish(grid: tune.ResultGrid, search: spaces.Search, exp_dir: Path, client, 
     stopped = _replay.end_stopped(exp_dir, search)
     outcome, infeasible = summarize(grid, search, exp_dir, parent)
     try:
+        exp_id = client.get_run(parent).info.experiment_id
         if stopped or (exp_dir / PENDING_FILE).exists():  # runs left open, or the server was down a while
-            _replay.replay(exp_dir, search, client.get_run(parent).info.experiment_id, parent,
-                           only=None if (exp_dir / PENDING_FILE).exists() else stopped)
+            _replay.replay(exp_dir, search, exp_id, parent,
+                           only=None if (exp_dir / PENDING_FILE).exists() else stopped, budget_stopped=stopped)
+        outcome.name_trials(_tracking.children(client, exp_id, parent))
         close_parent(client, parent, outcome, infeasible)
     except Exception as exc:  # the tracking server is down: the results are safe in the folder
         log.warning("could not close the parent run in MLflow (%s); run `tunelab sync %s` once it is back",
@@ -100,7 +155,8 @@ def summarize(grid, search: spaces.Search, exp_dir: Path, parent: str) -> tuple[
             if len(col):
                 best = float(col.min() if spec.mode == "min" else col.max())
         status = metrics.final_status(last, error=result.error is not None)
-        params = {k: result.config.get(k) for k in search.space.params if k in result.config}
+        config = result.config or {}  # None for a trial the time budget stopped before it ever ran
+        params = {k: config.get(k) for k in search.space.params if k in config}
         trials.append(TrialSummary(last.get("trial_id", "?"), status, params, best,
                                    int(last.get("training_iteration", 0))))
     study = load_study(exp_dir, spec.name)
@@ -109,22 +165,24 @@ def summarize(grid, search: spaces.Search, exp_dir: Path, parent: str) -> tuple[
     sign = 1 if spec.mode == "min" else -1
     best = min(scored, key=lambda t: sign * t.best) if scored else None
     outcome = Outcome(spec.name, exp_dir, search.tracking_uri, parent, spec.metric, spec.mode, trials,
-                      len(infeasible), best)
+                      len(infeasible), best, about=describe(search))
     return outcome, infeasible
 
 
 def close_parent(client, parent: str, outcome: Outcome, infeasible: list) -> None:
-    """Write the search's summary on its parent run (counts by status, the best trial, the tables) and
-    end it."""
+    """Write the search's summary on its parent run (counts by status, the best trial, the description
+    with the top trials, the tables) and end it. The best value so far is already there: the tracker's
+    progress curve (``_tracking.Progress``) ends on it."""
+    exp_id = client.get_run(parent).info.experiment_id
+    if any(not t.run_id for t in outcome.trials):
+        outcome.name_trials(_tracking.children(client, exp_id, parent))
     tags = [_tracking.RunTag(f"tunelab.n_{k}", str(v)) for k, v in outcome.counts().items()]
     values = {f"n_{k}": v for k, v in outcome.counts().items()}
     if outcome.best is not None:
-        exp_id = client.get_run(parent).info.experiment_id
-        runs = {r.data.tags.get(_tracking.TRIAL_ID_TAG): r.info.run_id
-                for r in _tracking.children(client, exp_id, parent)}
-        tags += [_tracking.RunTag("tunelab.best_trial_id", outcome.best.trial_id),
-                 _tracking.RunTag("tunelab.best_run_id", runs.get(outcome.best.trial_id, ""))]
-        values[f"best_{outcome.metric}"] = outcome.best.best
+        tags += [_tracking.RunTag("tunelab.best_trial", outcome.best.name or outcome.best.trial_id),
+                 _tracking.RunTag("tunelab.best_trial_id", outcome.best.trial_id),
+                 _tracking.RunTag("tunelab.best_run_id", outcome.best.run_id)]
+    tags.append(_tracking.RunTag(_tracking.NOTE_TAG, outcome.note(exp_id)))
     client.log_batch(parent, metrics=[_tracking.Metric(k, float(v), 0, 0) for k, v in values.items()], tags=tags)
     client.log_text(parent, outcome.table() + "\n", "report/summary.md")
     if infeasible:

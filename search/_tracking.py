@@ -11,8 +11,10 @@ the first step MLflow lacks. ``tunelab sync`` does the same after the search has
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 import os
 import subprocess
 import time
@@ -38,10 +40,20 @@ ERROR_TAG = "tunelab.error"
 RETRY_S = 15.0
 # What a report carries besides the trainable's metrics that is worth a curve.
 _PROGRESS_KEYS = ("training_iteration", "time_total_s")
+NOTE_TAG = "mlflow.note.content"  # a run's description in the MLflow UI
+# MLflow's run status says whether the trial ran as told: finished, stopped by the scheduler or the
+# budget, diverged and out of memory are all outcomes of a trial that did its job (``tunelab.status``
+# tells them apart), so they end FINISHED; only a trial that raised ends FAILED. MLflow shows KILLED
+# with a red cross, as a failure: it is left to runs a user killed.
 _RUN_STATUS = {
-    metrics.COMPLETED: "FINISHED", metrics.STOPPED_EARLY: "KILLED", metrics.STATUS_DIVERGED: "FINISHED",
-    metrics.STATUS_OOM: "FAILED", metrics.ERROR: "FAILED",
+    metrics.COMPLETED: "FINISHED", metrics.STOPPED_EARLY: "FINISHED", metrics.STATUS_DIVERGED: "FINISHED",
+    metrics.STATUS_OOM: "FINISHED", metrics.ERROR: "FAILED",
 }
+
+
+def run_status(status: str) -> str:
+    """MLflow's run status (FINISHED, FAILED) for a trial's final ``tunelab.status``."""
+    return _RUN_STATUS[status]
 
 
 class TrackingError(RuntimeError):
@@ -101,6 +113,51 @@ def numeric_metrics(result: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+def report_metrics(result: Mapping[str, Any], step: int, timestamp_ms: int, *, with_constants: bool) -> list[Metric]:
+    """What one report adds to a child run: every changing metric at ``step``; the constants
+    (``metrics.CONSTANTS``) once, at step 0, when ``with_constants``; never the 0/1 flags
+    (``metrics.FLAGS``: ``end_metrics`` logs them once, when the trial ends)."""
+    out = []
+    for key, value in numeric_metrics(result).items():
+        if key in metrics.FLAGS:
+            continue
+        if key in metrics.CONSTANTS:
+            if with_constants:
+                out.append(Metric(key, value, timestamp_ms, 0))
+            continue
+        out.append(Metric(key, value, timestamp_ms, step))
+    return out
+
+
+def end_metrics(last_result: Mapping[str, Any] | None, timestamp_ms: int) -> list[Metric]:
+    """The flags a trial ended with (``diverged``, ``oom``, ``finished``; 0 when absent), at its last
+    step; nothing for a trial that never reported."""
+    if not last_result or "training_iteration" not in last_result:
+        return []
+    step = int(last_result["training_iteration"])
+    return [Metric(key, float(last_result.get(key) or 0), timestamp_ms, step) for key in sorted(metrics.FLAGS)]
+
+
+def trial_note(status: str, last_result: Mapping[str, Any] | None, best: float | None, metric: str | None,
+               time_attr: str | None = None, why: str | None = None) -> str:
+    """A child run's one-line description: how the trial ended and why, and its best objective."""
+    last = last_result or {}
+    attr = time_attr or "training_iteration"
+    where = f"{attr} {_short(last[attr])}" if last.get(attr) is not None else "its first report"
+    text = {
+        metrics.COMPLETED: "Completed: ran its whole schedule",
+        metrics.STOPPED_EARLY: f"Stopped early after {where}: {why or 'the scheduler ranked it below its rung'}",
+        metrics.STATUS_DIVERGED: f"Diverged at {where} (loss not finite or above the ceiling); "
+                                 "its values are logged as they were",
+        metrics.STATUS_OOM: "Out of memory: the config does not fit on its device",
+        metrics.ERROR: f"Failed: the trial raised{' after ' + where if last.get(attr) is not None else ''} "
+                       "(traceback in tag tunelab.error)",
+    }[status]
+    if metric and best is not None:
+        text += f"; best {metric} {best:.4g}"
+    return text + "."
+
+
 class MLflowTracker(Callback):
     """Tune callback: one child run per trial under the search's parent run.
 
@@ -111,19 +168,30 @@ class MLflowTracker(Callback):
         sampled_keys: the names of the sampled parameters (they name the child runs).
         pending_file: written while MLflow misses records of some trials (so the end of the search,
             or `tunelab sync`, knows to catch up), removed once it has them.
+        metric, mode: the objective; with it, the parent run gets the search's progress as trials end
+            (``Progress``) and each child's description its best value.
+        time_attr: the scheduler's progress counter (``epoch``), named in a stopped trial's description.
+        inputs: dataset inputs (``mlflow.entities.DatasetInput``) logged on each child run.
     """
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, sampled_keys: Iterable[str],
-                 pending_file: Path | None = None):
+                 pending_file: Path | None = None, metric: str | None = None, mode: str = "min",
+                 time_attr: str | None = None, inputs: Iterable[Any] = ()):
         self.tracking_uri = tracking_uri
         self.pending_file = pending_file
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.sampled_keys = tuple(sampled_keys)
+        self.metric, self.mode, self.time_attr = metric, mode, time_attr
+        self.inputs = list(inputs)
         self._client: MlflowClient | None = None
         self._runs: dict[str, str] = {}  # trial id -> run id
+        self._names: dict[str, str] = {}  # trial id -> t003, in start order
         self._last_step: dict[str, int] = {}  # run id -> last logged training_iteration
         self._params_due: dict[str, Mapping[str, Any] | None] = {}  # run id -> config not yet logged
+        self._constants_logged: set[str] = set()  # run ids that have their step-0 constants
+        self._best: dict[str, float] = {}  # run id -> best objective value logged so far
+        self._progress: Progress | None = None  # the parent's progress curve, read back by setup()
         self._pending: set[str] = set()  # trials with records MLflow has not got (server unreachable)
         self._retry_at = 0.0
 
@@ -134,30 +202,47 @@ class MLflowTracker(Callback):
         return self._client
 
     def __getstate__(self) -> dict:  # Ray pickles callbacks into the experiment folder
-        return {**self.__dict__, "_client": None, "_runs": {}, "_last_step": {}, "_pending": set(), "_params_due": {}}
+        return {**self.__dict__, "_client": None, "_runs": {}, "_last_step": {}, "_pending": set(), "_params_due": {},
+                "_names": {}, "_constants_logged": set(), "_best": {}, "_progress": None}
 
     def setup(self, **info) -> None:
-        """Find the child runs a previous launch of this search made, so a resume reuses them."""
+        """Find the child runs a previous launch of this search made, so a resume reuses them, and
+        the parent's progress curve, so it goes on where it stopped."""
         for run in children(self.client, self.experiment_id, self.parent_run_id):
             trial_id = run.data.tags.get(TRIAL_ID_TAG)
             if trial_id:
                 self._runs[trial_id] = run.info.run_id
+                self._names[trial_id] = (run.info.run_name or "").split(" ")[0] or trial_id
                 self._last_step[run.info.run_id] = int(run.data.metrics.get("training_iteration", 0))
                 if not run.data.params:  # the driver died before the trial's first report
                     self._params_due[run.info.run_id] = None
+                if metrics.CONSTANTS & set(run.data.metrics):
+                    self._constants_logged.add(run.info.run_id)
+        if self.metric is not None:
+            self._progress = Progress.read(self.client, self.parent_run_id, self.metric, self.mode)
+
+    def trial_label(self, trial) -> str:
+        """The trial's name, t003 (its number in start order), as its child run is named."""
+        if trial.trial_id not in self._names:
+            self._names[trial.trial_id] = f"t{len(self._names):03d}"
+        return self._names[trial.trial_id]
 
     def _run_for(self, trial) -> str:
         run_id = self._runs.get(trial.trial_id)
         if run_id is None:
             sampled = {k: trial.config[k] for k in self.sampled_keys if k in trial.config}
+            label = self.trial_label(trial)
+            number = int(label[1:]) if label[1:].isdigit() else len(self._runs)
             run = self.client.create_run(
-                self.experiment_id, run_name=run_name(len(self._runs), sampled),
+                self.experiment_id, run_name=run_name(number, sampled),
                 tags={PARENT_TAG: self.parent_run_id, TRIAL_ID_TAG: trial.trial_id, STATUS_TAG: "running"},
             )
             run_id = run.info.run_id
             self._runs[trial.trial_id] = run_id
             self._last_step[run_id] = 0
             self._params_due[run_id] = trial.config
+            if self.inputs:
+                self.client.log_inputs(run_id, datasets=self.inputs)
         elif run_id in self._params_due and self._params_due[run_id] is None:
             self._params_due[run_id] = trial.config  # found by setup() without params
         return run_id
@@ -179,6 +264,7 @@ class MLflowTracker(Callback):
         return set(self._pending)
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self.trial_label(trial)  # numbered in start order even while MLflow does not answer
         self._guard(trials, trial, lambda: self._run_for(trial))
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
@@ -234,14 +320,16 @@ class MLflowTracker(Callback):
             self.pending_file.unlink(missing_ok=True)
         log.warning("MLflow at %s answers again; the missed records were replayed", self.tracking_uri)
 
-    def replay(self, trial) -> None:
-        """Bring one trial's child run up to what Ray recorded: missing steps, then its end status."""
+    def replay(self, trial, why_stopped: str | None = None) -> None:
+        """Bring one trial's child run up to what Ray recorded: missing steps, then its end status
+        (``why_stopped``: the reason a stopped trial's description gives, if not its scheduler)."""
         results = read_results(_result_file(trial))
         self._log_results(trial, results)
+        last = results[-1] if results else trial.last_result
         if trial.status == "ERROR":
-            self._finish(trial, metrics.ERROR, replaying=True)
+            self._finish(trial, metrics.ERROR, last, replaying=True)
         elif trial.status == "TERMINATED":
-            self._finish(trial, metrics.final_status(results[-1] if results else trial.last_result), replaying=True)
+            self._finish(trial, metrics.final_status(last), last, replaying=True, why=why_stopped)
             log_checkpoint_artifacts(self.client, self._run_for(trial), trial)  # missed if MLflow was down
 
     def _log_results(self, trial, results: Iterable[Mapping[str, Any]]) -> None:
@@ -252,24 +340,47 @@ class MLflowTracker(Callback):
             if step <= self._last_step.get(run_id, 0):
                 continue  # already logged, before a restart or a replay
             ts = int(result.get("timestamp", time.time()) * 1000)
-            values = numeric_metrics(result)
-            self.client.log_batch(run_id, metrics=[Metric(k, v, ts, step) for k, v in values.items()],
-                                  params=self._due_params(run_id))
+            batch = report_metrics(result, step, ts, with_constants=run_id not in self._constants_logged)
+            self.client.log_batch(run_id, metrics=batch, params=self._due_params(run_id))
             self._params_due.pop(run_id, None)
             self._last_step[run_id] = step
+            if any(m.key in metrics.CONSTANTS for m in batch):
+                self._constants_logged.add(run_id)
+            self._note_best(run_id, result.get(self.metric) if self.metric else None)
 
-    def _finish(self, trial, status: str, replaying: bool = False) -> str:
+    def _note_best(self, run_id: str, value: Any) -> None:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            return
+        old = self._best.get(run_id)
+        if old is None or (value < old if self.mode == "min" else value > old):
+            self._best[run_id] = float(value)
+
+    def _trial_best(self, run_id: str) -> float | None:
+        """The trial's best objective value: from its reports, or (after a driver restart) MLflow's history."""
+        if run_id not in self._best and self.metric is not None:
+            for m in self.client.get_metric_history(run_id, self.metric):
+                self._note_best(run_id, m.value)
+        return self._best.get(run_id)
+
+    def _finish(self, trial, status: str, last: Mapping[str, Any] | None = None, replaying: bool = False,
+                why: str | None = None) -> str:
         run_id = self._run_for(trial)
         if replaying and self.client.get_run(run_id).data.tags.get(STATUS_TAG) == status:
             return run_id  # recorded already
-        tags = [RunTag(STATUS_TAG, status)]
+        last = last if last is not None else trial.last_result
+        best = self._trial_best(run_id)
+        tags = [RunTag(STATUS_TAG, status),
+                RunTag(NOTE_TAG, trial_note(status, last, best, self.metric, self.time_attr, why))]
         if status == metrics.ERROR and trial.error_file and os.path.exists(trial.error_file):
             self.client.log_artifact(run_id, trial.error_file)
             with open(trial.error_file) as f:
                 tags.append(RunTag(ERROR_TAG, f.read()[-4000:]))
-        self.client.log_batch(run_id, tags=tags, params=self._due_params(run_id))
+        ts = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=end_metrics(last, ts), tags=tags, params=self._due_params(run_id))
         self._params_due.pop(run_id, None)
-        self.client.set_terminated(run_id, _RUN_STATUS[status])
+        self.client.set_terminated(run_id, run_status(status))
+        if self._progress is not None:
+            self._progress.trial_ended(self.client, best, last)
         return run_id
 
 
@@ -317,8 +428,9 @@ def end_lost_runs(client: MlflowClient, experiment_id: str, parent_run_id: str, 
         trial_id = run.data.tags.get(TRIAL_ID_TAG)
         if trial_id in known or run.data.tags.get(STATUS_TAG) in metrics.STATUSES:
             continue
-        client.log_batch(run.info.run_id, tags=[RunTag(STATUS_TAG, metrics.ERROR), RunTag(ERROR_TAG, LOST_MESSAGE)])
-        client.set_terminated(run.info.run_id, _RUN_STATUS[metrics.ERROR])
+        client.log_batch(run.info.run_id, tags=[RunTag(STATUS_TAG, metrics.ERROR), RunTag(ERROR_TAG, LOST_MESSAGE),
+                                                RunTag(NOTE_TAG, f"Failed: {LOST_MESSAGE}.")])
+        client.set_terminated(run.info.run_id, run_status(metrics.ERROR))
         lost.append(trial_id)
     return lost
 
@@ -335,3 +447,53 @@ def children(client: MlflowClient, experiment_id: str, parent_run_id: str) -> li
         token = page.token
         if not token:
             return runs
+
+
+@dataclasses.dataclass
+class Progress:
+    """The search's progress on its parent run, one step per ended trial (step k: k trials ended).
+
+    At each step: the best objective so far (``best_val_ppl``: the optimisation-history curve), the
+    ended trial's own best (``trial_val_ppl``: its scatter), and the FLOPs and training seconds the
+    ended trials spent together (``search_flops``, ``search_trial_s``: choose one as the x axis of a
+    chart in MLflow to see the best so far against compute).
+    """
+
+    parent_run_id: str
+    metric: str
+    mode: str
+    ended: int = 0
+    best: float | None = None
+    flops: float = 0.0
+    trial_s: float = 0.0
+
+    @classmethod
+    def read(cls, client: MlflowClient, parent_run_id: str, metric: str, mode: str) -> Progress:
+        """The progress logged so far (nothing on a new search; where it stopped after a restart)."""
+        progress = cls(parent_run_id, metric, mode)
+        spent = client.get_metric_history(parent_run_id, metrics.SEARCH_TRIAL_S)
+        if spent:
+            last = max(spent, key=lambda m: m.step)
+            progress.ended, progress.trial_s = last.step, last.value
+            values = client.get_run(parent_run_id).data.metrics
+            progress.best = values.get(metrics.best_so_far(metric))
+            progress.flops = values.get(metrics.SEARCH_FLOPS, 0.0)
+        return progress
+
+    def trial_ended(self, client: MlflowClient, best: float | None, last: Mapping[str, Any] | None) -> None:
+        """Log the next step: one more trial ended, with ``best`` its best objective (None: none)."""
+        last = last or {}
+        flops = self.flops + float(last.get(metrics.FLOPS) or 0.0)
+        trial_s = self.trial_s + float(last.get(metrics.WALL_S) or 0.0)
+        so_far = self.best
+        if best is not None and (so_far is None or (best < so_far if self.mode == "min" else best > so_far)):
+            so_far = best
+        values = {metrics.SEARCH_FLOPS: flops, metrics.SEARCH_TRIAL_S: trial_s}
+        if so_far is not None:
+            values[metrics.best_so_far(self.metric)] = so_far
+        if best is not None:
+            values[metrics.trial_value(self.metric)] = best
+        ts = int(time.time() * 1000)
+        client.log_batch(self.parent_run_id, metrics=[Metric(k, v, ts, self.ended + 1) for k, v in values.items()])
+        # only once MLflow has it: a server that did not answer leaves the count as it was
+        self.ended, self.flops, self.trial_s, self.best = self.ended + 1, flops, trial_s, so_far

@@ -18,7 +18,7 @@ from ray.tune.search import ConcurrencyLimiter
 
 import spaces
 import trainables
-from search import _tracking
+from search import _console, _tracking
 from search._budget import FlopBudgetStopper
 from search._paths import PENDING_FILE, study_storage
 from search._samplers import make_sampler
@@ -41,18 +41,31 @@ def load_data(search: spaces.Search) -> Any:
         raise spaces.SpecError(search.file, "data", str(exc)) from None
 
 
-def init_ray(address: str | None) -> None:
-    if not ray.is_initialized():
-        ray.init(address=address, configure_logging=False)
+def init_ray(address: str | None) -> bool:
+    """Start (or connect to) Ray unless this process has; True if it did."""
+    if ray.is_initialized():
+        return False
+    ray.init(address=address, configure_logging=False)
+    return True
 
 
-def new_tuner(search: spaces.Search, data: Any, exp_dir: Path, exp_id: str, parent: str) -> tune.Tuner:
-    """A Tuner for a search launched from the beginning."""
+def shutdown_ray() -> None:
+    ray.shutdown()
+
+
+def new_tuner(search: spaces.Search, data: Any, exp_dir: Path, exp_id: str, parent: str, *,
+              verbose: bool = False, inputs: list | None = None) -> tune.Tuner:
+    """A Tuner for a search launched from the beginning.
+
+    Args:
+        verbose: Ray's own progress output instead of the live view (``_console``).
+        inputs: dataset inputs for every child run.
+    """
     return tune.Tuner(
         _trainable(search, data),
         param_space=search.base_config,
         tune_config=_tune_config(search, exp_dir),
-        run_config=_run_config(search, exp_dir, exp_id, parent),
+        run_config=_run_config(search, exp_dir, exp_id, parent, verbose, inputs or []),
     )
 
 
@@ -104,18 +117,29 @@ def _scheduler(spec: spaces.Spec):
     return FIFOScheduler()
 
 
-def _run_config(search: spaces.Search, exp_dir: Path, exp_id: str, parent: str) -> tune.RunConfig:
+def _run_config(search: spaces.Search, exp_dir: Path, exp_id: str, parent: str, verbose: bool,
+                inputs: list) -> tune.RunConfig:
     spec = search.spec
     stop = None
     if spec.budget.total_flops is not None:
         stop = FlopBudgetStopper(spec.budget.total_flops, exp_dir / "flops_spent.json")
-    tracker = _tracking.MLflowTracker(search.tracking_uri, exp_id, parent, sampled_keys=list(search.space.params),
-                                      pending_file=exp_dir / PENDING_FILE)
+    sampled = list(search.space.params)
+    tracker = _tracking.MLflowTracker(search.tracking_uri, exp_id, parent, sampled_keys=sampled,
+                                      pending_file=exp_dir / PENDING_FILE, metric=spec.metric, mode=spec.mode,
+                                      time_attr=spec.scheduler.time_attr, inputs=inputs)
+    callbacks = [tracker]
+    if not verbose:  # the tracker first: it names a trial (t003) before the view shows it
+        max_t = spec.scheduler.max_t if spec.scheduler.name in ("asha", "hyperband") else None
+        header = (f"{spec.name}: {spec.budget.trials} trials, {spec.budget.max_concurrent} at a time; "
+                  f"Ray's output: {exp_dir / _console.RAY_LOG}")
+        callbacks.append(_console.LiveConsole(spec.metric, spec.mode, sampled, spec.budget.trials,
+                                              spec.scheduler.time_attr, max_t, label=tracker.trial_label,
+                                              header=header))
     return tune.RunConfig(
         name=spec.name,
         storage_path=str(search.storage),
         stop=stop,
-        callbacks=[tracker],
+        callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
         # Ray always keeps the latest checkpoint (to resume); num_to_keep=1 by score adds the best.
         checkpoint_config=tune.CheckpointConfig(

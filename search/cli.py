@@ -43,12 +43,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--name", help="experiment name (default: the file's name field)")
     run.add_argument("--storage", help="results root (default: the file's storage, else ./runs)")
     run.add_argument("--address", help="Ray cluster address (default: local Ray)")
+    _verbose(run)
     run.set_defaults(func=_run)
 
     res = sub.add_parser("resume", help="resume an interrupted search")
     res.add_argument("name")
     res.add_argument("--storage", default="runs")
     res.add_argument("--address")
+    _verbose(res)
     res.set_defaults(func=_resume)
 
     syn = sub.add_parser("sync", help="replay into MLflow what Ray recorded while the tracking server was down")
@@ -104,12 +106,20 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", help="folder to write (default: <storage>/<name>/report)")
     rep.set_defaults(func=_report)
 
-    ui = sub.add_parser("ui", help="start the MLflow UI on a search's tracking database (127.0.0.1)")
+    ui = sub.add_parser("ui", help="start the MLflow UI on a search's tracking database (127.0.0.1) and print "
+                                   "the URL of its runs table")
     ui.add_argument("name", nargs="?")
     ui.add_argument("--storage", default="runs")
     ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--open", action="store_true", help="open the runs table in a web browser")
     ui.set_defaults(func=_ui)
     return p
+
+
+def _verbose(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verbose", action="store_true",
+                   help="print Ray's own progress output (default: a compact live view; Ray's output goes to "
+                        "ray.log in the search's folder)")
 
 
 def _overrides(p: argparse.ArgumentParser) -> None:
@@ -131,7 +141,7 @@ def _run(args) -> int:
     from search import _run as core  # imports Ray and torch: only once the file is known good
 
     try:
-        outcome = core.run(search_, address=args.address)
+        outcome = core.run(search_, address=args.address, verbose=args.verbose)
     except core.SearchExistsError as exc:
         raise spaces.SpecError(search_.file, "name", str(exc)) from None
     _print_outcome(outcome)
@@ -176,22 +186,22 @@ def _job_stop(args) -> int:
 def _resume(args) -> int:
     from search import _resume as core
 
-    _print_outcome(core.resume(args.name, args.storage, address=args.address))
+    _print_outcome(core.resume(args.name, args.storage, address=args.address, verbose=args.verbose))
     return 0
 
 
 def _print_outcome(o) -> None:
     print()
-    print(o.table())
+    print(o.table(top=10))
     counts = ", ".join(f"{k} {v}" for k, v in o.counts().items() if v)
     print(f"\n{o.name}: {len(o.trials)} trials ({counts})")
     if o.best is not None:
         params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in o.best.params.items())
-        print(f"best trial {o.best.trial_id}: {o.metric} {o.best.best:.4g}  {params}")
-    print(f"results: {o.experiment_dir}")
+        print(f"best trial {o.best.name or o.best.trial_id}: {o.metric} {o.best.best:.4g}  {params}")
+    print(f"results: {o.experiment_dir}  (Ray's output: ray.log)")
     print(f"MLflow:  {o.tracking_uri}  (parent run {o.parent_run_id})")
     storage = o.experiment_dir.parent
-    print(f"open the UI: tunelab ui {o.name} --storage {storage}   (then browse http://127.0.0.1:5000)")
+    print(f"open the UI: tunelab ui {o.name} --storage {storage} --open")
     if o.tracking_pending:
         print(f"MLflow was unreachable at the end: `tunelab sync {o.name} --storage {storage}` once it is back")
 
@@ -280,14 +290,21 @@ def _ls(args) -> int:
 
 
 def _ui(args) -> int:
-    from search import _paths
+    from search import _paths, _ui as ui
 
     uri = _paths.tracking_uri(Path(args.storage), args.name)
+    exp_id = _paths.read_state(Path(args.storage), args.name)["experiment_id"] if args.name else None
+    url = ui.runs_url(f"http://127.0.0.1:{args.port}", exp_id)
+    # One person's UI: one worker, and none of the server's background jobs (GenAI evaluation, trace
+    # archival), which start a dozen processes and take minutes to come up on a small machine.
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-           "--host", "127.0.0.1", "--port", str(args.port)]
+           "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     print(" ".join(cmd[1:]), flush=True)
-    os.execv(cmd[0], cmd)
-    return 0
+    print(f"runs table: {url}", flush=True)
+    if not args.open:
+        os.execv(cmd[0], cmd)
+    return ui.serve_and_open(cmd, url, args.port)
 
 
 if __name__ == "__main__":

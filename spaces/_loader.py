@@ -89,7 +89,9 @@ class Search:
 
     def resolved_yaml(self) -> str:
         """The spec with overrides applied, as YAML: running it reproduces the search."""
-        return yaml.safe_dump(self.spec.model_dump(mode="json", exclude_none=False), sort_keys=False)
+        # Only what the file and the overrides set (defaults fill in again when it is loaded): a search
+        # file the way a person writes one, not every unused distribution kind as null.
+        return yaml.safe_dump(self.spec.model_dump(mode="json", exclude_unset=True), sort_keys=False)
 
 
 def load(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Search:

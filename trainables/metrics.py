@@ -78,6 +78,37 @@ FINAL = (TEST_PPL, TEST_ACC)
 ARITH = (*BY_ORDER[2], *BY_ORDER[3], COMPUTE, *T_F.values(), LOSS_DELTA_T, ACC_DELTA_T)
 # Every metric name a search may optimise or the driver logs.
 ALL = COMMON + ARITH
+# What the driver logs to MLflow once per trial, not per report (the trainables keep reporting them to
+# Ray, whose scheduler and our searcher read them): constants as a single step-0 metric (numeric, so
+# the runs table sorts them and scatter plots use them, which a string param would not allow), and the
+# 0/1 flags once, with the trial's last step.
+CONSTANTS = frozenset({PARAMS, PARAMS_NONEMBED})
+FLAGS = frozenset({DIVERGED, OOM, FINISHED})
+# Perplexities span orders of magnitude (a diverged trial reaches 1e6): every figure draws them on a
+# log axis.
+PERPLEXITIES = frozenset({TRAIN_PPL, VAL_PPL, TEST_PPL, BEST_VAL_PPL})
+
+# The search-level progress the driver logs on the parent run as trials end, with step = the number
+# of trials ended so far: the optimisation-history plot, against trials and against compute.
+SEARCH_FLOPS = "search_flops"  # training FLOPs of the ended trials, summed
+SEARCH_TRIAL_S = "search_trial_s"  # training seconds of the ended trials, summed
+
+
+def best_so_far(metric: str) -> str:
+    """The parent's running best of the objective over the ended trials (``best_val_ppl``)."""
+    return f"best_{metric}"
+
+
+def trial_value(metric: str) -> str:
+    """The parent's curve of each ended trial's own best objective (``trial_val_ppl``)."""
+    return f"trial_{metric}"
+
+
+def is_perplexity(key: str) -> bool:
+    """Whether a metric (or a ``best_``/``last_``/``trial_`` column of one) is a perplexity."""
+    for prefix in ("best_", "last_", "trial_"):
+        key = key.removeprefix(prefix)
+    return key in PERPLEXITIES or key.endswith("_ppl")
 
 # Final status of a trial, as tagged on its MLflow run.
 COMPLETED = "completed"

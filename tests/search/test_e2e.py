@@ -56,7 +56,31 @@ def test_asha_stops_some_trials_and_every_trial_has_one_child_run(smoke):
         history = client.get_metric_history(run.info.run_id, metrics.VAL_PPL)
         assert [m.step for m in history] == list(range(1, len(history) + 1))
         assert run.data.tags[_tracking.STATUS_TAG] in (metrics.COMPLETED, metrics.STOPPED_EARLY, metrics.STATUS_DIVERGED)
+        assert run.info.status == "FINISHED"  # stopped by ASHA is not a failure
         assert float(run.data.params["hidden_size"]) == 32
+        # constants once (step 0), the flags once (the last step), the rest at every report
+        assert [m.step for m in client.get_metric_history(run.info.run_id, metrics.PARAMS)] == [0]
+        for flag in metrics.FLAGS:
+            assert [m.step for m in client.get_metric_history(run.info.run_id, flag)] == [len(history)]
+        assert run.data.tags[_tracking.NOTE_TAG].startswith(("Completed", "Stopped early", "Diverged"))
+        assert [i.dataset.name for i in run.inputs.dataset_inputs] == ["ptb"]
+
+
+def test_the_parent_logs_one_progress_step_per_trial(smoke):
+    outcome, client, parent, kids = smoke
+    best = client.get_metric_history(parent.info.run_id, metrics.best_so_far(metrics.VAL_PPL))
+    assert [m.step for m in best] == list(range(1, len(outcome.trials) + 1))
+    values = [m.value for m in best]
+    assert values == sorted(values, reverse=True) and values[-1] == pytest.approx(outcome.best.best)
+    trial_values = sorted(m.value for m in client.get_metric_history(parent.info.run_id, "trial_val_ppl"))
+    assert trial_values == pytest.approx(sorted(t.best for t in outcome.trials))
+    spent = client.get_metric_history(parent.info.run_id, metrics.SEARCH_FLOPS)
+    assert [m.step for m in spent] == [m.step for m in best] and spent[-1].value > spent[0].value > 0
+    note = parent.data.tags[_tracking.NOTE_TAG]
+    assert f"trial [{outcome.best.name}](#/experiments/{parent.info.experiment_id}/runs/{outcome.best.run_id})" in note
+    assert parent.data.tags["tunelab.best_trial"] == outcome.best.name and outcome.best.name.startswith("t")
+    assert [i.dataset.name for i in parent.inputs.dataset_inputs] == ["ptb"]
+    assert (outcome.experiment_dir / "ray.log").stat().st_size > 0  # Ray's output, off the console
 
 
 def test_parent_names_the_best_trial(smoke):
@@ -183,39 +207,6 @@ def test_ls_lists_the_search_with_counts_and_best(smoke, capsys):
     assert row[9] == f"val_ppl={outcome.best.best:.4g}"
 
 
-def test_ui_serves_the_search_database_on_loopback(smoke):
-    import socket
-    import urllib.request
-
-    outcome = smoke[0]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(_tunelab("ui", outcome.name, "--storage", str(outcome.experiment_dir.parent),
-                                     "--port", str(port)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    assert r.status == 200
-                    break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    proc.kill()
-                    pytest.fail(f"mlflow server did not come up: {proc.stdout.read().decode()[-2000:]}")
-                time.sleep(1)
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name={outcome.name}")
-        with urllib.request.urlopen(req, timeout=5) as r:
-            assert json.load(r)["experiment"]["name"] == outcome.name
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-
-
 def test_report_writes_both_files_and_logs_them_on_the_parent(smoke, tmp_path, capsys):
     from search.cli import main
 
@@ -232,3 +223,161 @@ def test_report_writes_both_files_and_logs_them_on_the_parent(smoke, tmp_path, c
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no search named 'no-such-search'" in err[0]
     assert not (outcome.experiment_dir.parent / "no-such-search").exists()
+
+
+# --- the MLflow UI in a real browser -------------------------------------------------------------
+# One `tunelab ui` and one headless Chromium (Debian's, as .ci/run installs it) for the tests below,
+# on the shared smoke search. Screenshots go to the pytest temp folder (`ui-screens*`).
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def ui(smoke, tmp_path_factory):
+    """`tunelab ui` on the smoke search: (the runs-table URL it printed, the server's base URL)."""
+    import urllib.request
+
+    from _procs import free_port
+
+    outcome = smoke[0]
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("ui") / "ui.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen(_tunelab("ui", outcome.name, "--storage", str(outcome.experiment_dir.parent),
+                                     "--port", str(port)), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    pytest.fail(f"mlflow server did not come up: {log_path.read_text()[-2000:]}")
+                time.sleep(1)
+        url = next(line.split(": ", 1)[1] for line in log_path.read_text().splitlines()
+                   if line.startswith("runs table: "))
+        yield url, base
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def page(ui, tmp_path_factory):
+    """A Chromium page (1400x900) and a function that saves a named screenshot of it."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium), as .ci/run does")
+    from playwright.sync_api import sync_playwright
+
+    shots = tmp_path_factory.mktemp("ui-screens")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 900})
+        pg.set_default_timeout(60_000)
+        pg.shot = lambda name: pg.screenshot(path=str(shots / f"{name}.png"))
+        yield pg
+        browser.close()
+
+
+def _open(pg, url: str) -> None:
+    """Go to ``url`` once the app has drawn its sidebar, with MLflow's assistant pane closed."""
+    pg.goto(url)
+    pg.get_by_text("Model training", exact=True).first.wait_for()
+    close = pg.locator('[data-component-id="mlflow.assistant.chat_panel.close"]')
+    if close.count() and close.first.is_visible():
+        close.first.click()
+
+
+NAME_CELL = '[role="gridcell"][col-id="attributes.`Run Name`"]'
+
+
+def _row(pg, name: str):
+    """The runs table's row (all its cells, pinned ones included) of the run whose name starts with ``name``."""
+    cell = pg.locator(NAME_CELL, has_text=name).first
+    index = cell.locator("xpath=ancestor::*[@role='row'][1]").get_attribute("row-index")
+    return pg.locator(f'[role="row"][row-index="{index}"]')
+
+
+def _status_icon(pg, name: str) -> str:
+    """The markup of the status icon in a run's "Created" cell (an SVG, told apart by its class)."""
+    return _row(pg, name).locator('[col-id="runDateAndNestInfo"] [role="img"]').first.evaluate("e => e.outerHTML")
+
+
+def test_ui_opens_the_runs_table_sorted_by_the_objective_with_its_columns(smoke, ui, page):
+    outcome, client, parent, kids = smoke
+    url, base = ui
+    _open(page, url)
+    page.get_by_role("columnheader", name="best_val_ppl").first.wait_for()
+    page.shot("runs-table")
+    assert "/runs" in page.url and "overview" not in page.url  # the runs table, not the GenAI overview
+    headers = page.locator('[role="columnheader"]').all_inner_texts()
+    for column in ("best_val_ppl", "val_ppl", *outcome.trials[0].params, "tunelab.status"):
+        assert any(h.strip() == column for h in headers), (column, headers)
+    names = [t.name for t in outcome.ranked()]  # trials, best first; the parent carries the best value too
+    shown = [n.splitlines()[-1].split(" ")[0] for n in page.locator(NAME_CELL).all_inner_texts()]  # after its colour
+    assert [n for n in shown if n.startswith("t")] == names
+    stopped = next(t.name for t in outcome.trials if t.status == metrics.STOPPED_EARLY)
+    completed = next(t.name for t in outcome.trials if t.status == metrics.COMPLETED)
+    assert _status_icon(page, stopped) == _status_icon(page, completed)  # ASHA-stopped looks finished
+
+
+def test_ui_parent_expands_to_its_trials_and_a_stopped_trial_is_finished(smoke, ui, page):
+    outcome, client, parent, kids = smoke
+    url, base = ui
+    # MLflow nests child runs only when the table is sorted by creation time.
+    _open(page, f"{base}/#/experiments/{parent.info.experiment_id}/runs?workflowType=machine_learning"
+                f"&orderByKey=attributes.start_time&orderByAsc=false")
+    rows = page.locator(NAME_CELL)
+    rows.first.wait_for()
+    assert rows.count() == 1  # the search's parent run, collapsed
+    _row(page, parent.info.run_name).locator("button").first.click()
+    page.wait_for_function("n => document.querySelectorAll('[role=gridcell][col-id=\"attributes.`Run Name`\"]')"
+                           ".length == n", arg=1 + len(kids))
+    page.shot("parent-expanded")
+    stopped = next(t for t in outcome.trials if t.status == metrics.STOPPED_EARLY)
+    _open(page, f"{base}/#/experiments/{parent.info.experiment_id}/runs/{stopped.run_id}?workflowType=machine_learning")
+    page.get_by_text("Stopped early after epoch").first.wait_for()
+    page.shot("stopped-trial")
+    body = page.locator("body").inner_text()
+    assert "Finished" in body and "Killed" not in body and "Failed" not in body
+
+
+def test_ui_parent_progress_chart_has_one_point_per_trial(smoke, ui, page):
+    outcome, client, parent, kids = smoke
+    url, base = ui
+    _open(page, f"{base}/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}/model-metrics"
+                "?workflowType=machine_learning")
+    card = page.locator('[data-testid="experiment-view-compare-runs-card"]').filter(
+        has=page.get_by_text("best_val_ppl", exact=True)).first
+    card.locator("path.point").first.wait_for()
+    page.shot("parent-progress")
+    assert card.locator(".scatterlayer path.point").count() == len(outcome.trials)
+
+
+def test_ui_shows_the_report_with_its_figures_in_the_artifact_viewer(smoke, ui, page, tmp_path):
+    import analysis
+
+    outcome, client, parent, kids = smoke
+    url, base = ui
+    if "report/report.html" not in {a.path for a in client.list_artifacts(parent.info.run_id, "report")}:
+        analysis.report(outcome.name, outcome.tracking_uri, tmp_path / "report", parent_run=parent.info.run_id)
+    _open(page, f"{base}/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}/artifacts/report/"
+                "report.html?workflowType=machine_learning")
+    frame = page.frame_locator("iframe.mlflow-html-iframe")
+    frame.get_by_role("heading", name=f"Search report: {outcome.name}").wait_for()
+    images = frame.locator("figure img")
+    assert images.count() >= 3
+    images.last.scroll_into_view_if_needed()
+    assert all(w > 0 for w in images.evaluate_all("imgs => imgs.map(i => i.naturalWidth)"))
+    # the page fits the viewer: wide tables scroll inside their own box, figures shrink to the width
+    assert frame.locator("html").evaluate("e => e.scrollWidth <= e.clientWidth")
+    assert frame.locator("table td", has_text=outcome.best.name).count() >= 1  # t### names, not Ray's ids
+    frame.get_by_role("heading", name="Trials").scroll_into_view_if_needed()
+    page.shot("report")

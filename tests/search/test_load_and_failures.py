@@ -50,7 +50,7 @@ def test_trials_cut_off_by_the_time_budget_are_closed_everywhere(ray_session, tm
     client, kids = _children(outcome)
     assert len(kids) == 2
     for run in kids:
-        assert run.data.tags[_tracking.STATUS_TAG] == metrics.STOPPED_EARLY and run.info.status == "KILLED"
+        assert run.data.tags[_tracking.STATUS_TAG] == metrics.STOPPED_EARLY and run.info.status == "FINISHED"
         assert set(run.data.params) >= {"x", "y", "sleep_s"}  # params ride with a first report it never made
     study = load_study(outcome.experiment_dir)
     assert [(t.state, t.user_attrs[STATUS_ATTR]) for t in study.trials] == [(TrialState.PRUNED, metrics.STOPPED_EARLY)] * 2

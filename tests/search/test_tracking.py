@@ -12,12 +12,12 @@ def _trial(trial_id, **config):
     return types.SimpleNamespace(trial_id=trial_id, config=config, last_result={}, error_file=None, checkpoint=None)
 
 
-def _setup(tmp_path):
+def _setup(tmp_path, **objective):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = _tracking.client_for(uri)
     exp = _tracking.ensure_experiment(client, "e", tmp_path / "art")
     parent = client.create_run(exp, run_name="p").info.run_id
-    tracker = _tracking.MLflowTracker(uri, exp, parent, sampled_keys=["lr", "cell"])
+    tracker = _tracking.MLflowTracker(uri, exp, parent, sampled_keys=["lr", "cell"], **objective)
     tracker.setup()
     return client, exp, parent, tracker
 
@@ -38,7 +38,9 @@ def test_one_child_per_trial_named_by_number_and_values(tmp_path):
     assert run.info.status == "FINISHED"
     history = client.get_metric_history(run.info.run_id, "val_ppl")
     assert [(m.step, m.value) for m in history] == [(1, 300.0), (2, 150.0)]
-    assert set(run.data.metrics) == {"val_ppl", "epoch", "training_iteration"}
+    # the flags once, at the last step, from the trial's last result
+    assert set(run.data.metrics) == {"val_ppl", "epoch", "training_iteration", *metrics.FLAGS}
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, metrics.FINISHED)] == [(2, 1.0)]
 
 
 def test_a_restarted_driver_reuses_runs_and_skips_logged_steps(tmp_path):
@@ -128,3 +130,85 @@ def test_an_unreachable_server_is_caught_up_from_rays_results(tmp_path, monkeypa
     history = client.get_metric_history(run.info.run_id, "val_ppl")
     assert [(m.step, m.value) for m in history] == [(1, 250.0), (2, 200.0), (3, 150.0)]
     assert run.data.tags[_tracking.STATUS_TAG] == metrics.COMPLETED and run.info.status == "FINISHED"
+
+
+def test_a_trial_that_ran_as_told_is_finished_and_only_one_that_raised_failed():
+    assert {s: _tracking.run_status(s) for s in metrics.STATUSES if s != metrics.INFEASIBLE} == {
+        metrics.COMPLETED: "FINISHED", metrics.STOPPED_EARLY: "FINISHED", metrics.STATUS_DIVERGED: "FINISHED",
+        metrics.STATUS_OOM: "FINISHED", metrics.ERROR: "FAILED",
+    }
+
+
+def _report(step, **extra):
+    return {"training_iteration": step, "epoch": step, "val_ppl": 400.0 - 10 * step, "n_params": 1234.0,
+            "n_params_nonembed": 234.0, "diverged": 0, "oom": 0, "finished": 0, "timestamp": 1_700_000_000 + step,
+            **extra}
+
+
+def test_one_report_logs_the_changing_metrics_the_constants_once_and_no_flags():
+    first = _tracking.report_metrics(_report(1), 1, 7, with_constants=True)
+    later = _tracking.report_metrics(_report(2), 2, 7, with_constants=False)
+    assert {(m.key, m.step) for m in first} == {("training_iteration", 1), ("epoch", 1), ("val_ppl", 1),
+                                                ("n_params", 0), ("n_params_nonembed", 0)}
+    assert {(m.key, m.step) for m in later} == {("training_iteration", 2), ("epoch", 2), ("val_ppl", 2)}
+    assert {(m.key, m.step, m.value) for m in _tracking.end_metrics(_report(3, diverged=1), 7)} == {
+        ("diverged", 3, 1.0), ("oom", 3, 0.0), ("finished", 3, 0.0)}
+    assert _tracking.end_metrics({}, 7) == []  # a trial that never reported has no flags
+
+
+def test_no_constant_or_flag_is_logged_twice_across_a_restart(tmp_path):
+    client, exp, parent, tracker = _setup(tmp_path)
+    t = _trial("abc_00005", lr=0.5, cell="lstm")
+    tracker.on_trial_start(0, [], t)
+    tracker.on_trial_result(0, [], t, _report(1))
+    tracker.on_trial_result(0, [], t, _report(2))
+    again = _tracking.MLflowTracker(tracker.tracking_uri, exp, parent, ["lr", "cell"])  # the driver restarted
+    again.setup()
+    again.on_trial_start(0, [], t)
+    again.on_trial_result(0, [], t, _report(3, finished=1))
+    t.last_result = _report(3, finished=1)
+    again.on_trial_complete(0, [], t)
+    (run,) = _tracking.children(client, exp, parent)
+    steps = {k: [m.step for m in client.get_metric_history(run.info.run_id, k)]
+             for k in ("val_ppl", *metrics.CONSTANTS, *metrics.FLAGS)}
+    assert steps == {"val_ppl": [1, 2, 3], "n_params": [0], "n_params_nonembed": [0],
+                     "diverged": [3], "oom": [3], "finished": [3]}
+
+
+def test_the_parent_gets_one_progress_step_per_ended_trial_and_each_child_a_description(tmp_path):
+    client, exp, parent, tracker = _setup(tmp_path, metric="val_ppl", mode="min", time_attr="epoch")
+    ends = [("abc_0", [300.0, 250.0], {"finished": 1}), ("abc_1", [500.0], {}), ("abc_2", [200.0, 180.0, 260.0],
+                                                                               {"diverged": 1})]
+    for trial_id, values, flags in ends:
+        t = _trial(trial_id, lr=0.1, cell="gru")
+        tracker.on_trial_start(0, [], t)
+        for step, v in enumerate(values, 1):
+            tracker.on_trial_result(0, [], t, {"training_iteration": step, "epoch": step, "val_ppl": v,
+                                               "flops": 1e9 * step, "wall_s": 2.0 * step})
+        t.last_result = {"training_iteration": len(values), "epoch": len(values), "flops": 1e9 * len(values),
+                         "wall_s": 2.0 * len(values), **flags}
+        tracker.on_trial_complete(0, [], t)
+    history = {k: [(m.step, m.value) for m in client.get_metric_history(parent, k)]
+               for k in ("best_val_ppl", "trial_val_ppl", "search_flops", "search_trial_s")}
+    assert history == {"best_val_ppl": [(1, 250.0), (2, 250.0), (3, 180.0)],
+                       "trial_val_ppl": [(1, 250.0), (2, 500.0), (3, 180.0)],
+                       "search_flops": [(1, 2e9), (2, 3e9), (3, 6e9)],
+                       "search_trial_s": [(1, 4.0), (2, 6.0), (3, 12.0)]}
+    notes = {r.data.tags[_tracking.TRIAL_ID_TAG]: r.data.tags[_tracking.NOTE_TAG]
+             for r in _tracking.children(client, exp, parent)}
+    assert notes == {"abc_0": "Completed: ran its whole schedule; best val_ppl 250.",
+                     "abc_1": "Stopped early after epoch 1: the scheduler ranked it below its rung; best val_ppl 500.",
+                     "abc_2": "Diverged at epoch 3 (loss not finite or above the ceiling); its values are logged "
+                              "as they were; best val_ppl 180."}
+    # A restarted driver goes on from step 3, with the best so far.
+    again = _tracking.MLflowTracker(tracker.tracking_uri, exp, parent, ["lr", "cell"], metric="val_ppl", mode="min")
+    again.setup()
+    t = _trial("abc_3", lr=0.2, cell="lstm")
+    again.on_trial_start(0, [], t)
+    again.on_trial_result(0, [], t, {"training_iteration": 1, "val_ppl": 190.0, "wall_s": 1.0})
+    t.last_result = {"training_iteration": 1, "wall_s": 1.0}
+    again.on_trial_complete(0, [], t)
+    assert [(m.step, m.value) for m in client.get_metric_history(parent, "best_val_ppl")][-1] == (4, 180.0)
+    assert [(m.step, m.value) for m in client.get_metric_history(parent, "search_trial_s")][-1] == (4, 13.0)
+    assert {r.info.run_name for r in _tracking.children(client, exp, parent)} >= {"t000 lr=0.1 cell=gru",
+                                                                                  "t003 lr=0.2 cell=lstm"}
