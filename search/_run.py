@@ -26,7 +26,7 @@ from ray.tune.search import ConcurrencyLimiter
 
 import spaces
 import trainables
-from search import _tracking
+from search import _tracking, _warmstart
 from search._budget import FlopBudgetStopper
 from search._samplers import make_sampler
 from search._searcher import RAY_TRIAL_ATTR, REASON_ATTR, STATUS_ATTR, OptunaSearcher, end_stopped, open_storage
@@ -118,13 +118,15 @@ def run(search: spaces.Search, *, address: str | None = None) -> Outcome:
             f"resume it with `tunelab resume {search.spec.name}` or choose another --name"
         )
     data = _load_data(search)  # before anything is written
-    client = _tracking.client_for(search.tracking_uri)
+    warm = _warmstart.prepare(search, STUDY_FILE)  # reads the earlier search named by warm_start, if any
     try:
+        client = _tracking.client_for(search.tracking_uri)
         exp_id = _tracking.ensure_experiment(client, search.spec.name, search.storage / "mlartifacts")
     except _tracking.TrackingError as exc:
         raise spaces.SpecError(search.file, "tracking.uri", str(exc)) from None
     exp_dir.mkdir(parents=True, exist_ok=True)
     parent = _open_parent(client, exp_id, search, exp_dir)
+    _warmstart.seed(warm, study_storage(exp_dir), search.spec, client, parent)  # before the first suggestion
     (exp_dir / SEARCH_FILE).write_text(search.resolved_yaml())
     (exp_dir / STATE_FILE).write_text(json.dumps({
         "name": search.spec.name, "file": search.file, "tracking_uri": search.tracking_uri,

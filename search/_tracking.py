@@ -19,9 +19,11 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from mlflow.entities import Metric, Param, RunTag  # noqa: F401 (re-used by _run)
 from mlflow.tracking import MlflowClient
+from mlflow.tracking.registry import UnsupportedModelRegistryStoreURIException
 from ray.tune import Callback
 
 from trainables import metrics
@@ -48,14 +50,32 @@ class TrackingError(RuntimeError):
 
 
 def client_for(uri: str) -> MlflowClient:
-    """A client for ``uri`` that fails fast instead of retrying for minutes when a server is down."""
+    """A client for ``uri`` that fails fast instead of retrying for minutes when a server is down.
+
+    Raises:
+        TrackingError: MLflow has no store for the URI's scheme (``ftp://...``).
+    """
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    return MlflowClient(tracking_uri=uri)
+    try:
+        return MlflowClient(tracking_uri=uri)
+    except UnsupportedModelRegistryStoreURIException:  # the client's constructor refuses the scheme
+        scheme = urlparse(uri).scheme
+        raise TrackingError(f"cannot use MLflow at {uri}: MLflow has no store for the scheme {scheme!r}; expected "
+                            f"one of {', '.join(USABLE_SCHEMES)}") from None
+
+
+# The URI schemes of MLflow's own tracking stores (a plugin may add others, which client_for accepts).
+USABLE_SCHEMES = ("sqlite:///PATH", "postgresql://", "mysql://", "mssql://", "http(s)://HOST:PORT", "file:///PATH",
+                  "databricks")
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | None) -> str:
-    """The id of experiment ``name``, created (artifacts under ``artifact_root``) if missing."""
+    """The id of experiment ``name``, created (artifacts under ``artifact_root``) if missing.
+
+    Raises:
+        TrackingError: the store cannot be reached, or refuses the login.
+    """
     try:
         exp = client.get_experiment_by_name(name)
         if exp is not None:
@@ -63,7 +83,19 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | Non
         location = artifact_root.resolve().as_uri() if artifact_root is not None else None
         return client.create_experiment(name, artifact_location=location)
     except Exception as exc:  # the client raises many types for "cannot reach the server"
-        raise TrackingError(f"cannot use MLflow at {client.tracking_uri}: {str(exc).splitlines()[0]}") from None
+        raise TrackingError(f"cannot use MLflow at {client.tracking_uri}: {first_line(exc)}") from None
+
+
+def first_line(exc: BaseException) -> str:
+    """One line saying what went wrong; a login the server refuses says which variables give one."""
+    text = str(exc).strip() or type(exc).__name__
+    code = getattr(exc, "error_code", "")
+    if "error code 401" in text or code == "UNAUTHENTICATED":
+        return ("the server refused the login (HTTP 401): set MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD to a login on it")
+    if "error code 403" in text or code == "PERMISSION_DENIED":
+        return f"the login has no permission for this (HTTP 403): {text.splitlines()[0][-200:]}"
+    return text.splitlines()[0]
 
 
 def git_commit(path: Path) -> str | None:

@@ -98,6 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", help="folder to write (default: <storage>/<name>/report)")
     rep.set_defaults(func=_report)
 
+    tr = sub.add_parser("trainables", help="list the trainables (built-in and plugins) with their parameters")
+    tr.add_argument("--json", action="store_true", help="as JSON")
+    tr.set_defaults(func=_trainables)
+
     ui = sub.add_parser("ui", help="start the MLflow UI on a search's tracking database (127.0.0.1)")
     ui.add_argument("name", nargs="?")
     ui.add_argument("--storage", default="runs")
@@ -257,10 +261,31 @@ def _ls(args) -> int:
     return 0
 
 
+def _trainables(args) -> int:
+    rows = [trainables.REGISTRY.describe(name) for name in sorted(trainables.REGISTRY)]
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    for row in rows:
+        constraints = ", ".join(row["constraints"]) or "none"
+        print(f"{row['name']}  ({row['origin']}; constraints: {constraints}; resources: {row['resources']})")
+        name_w = max(len(p["name"]) for p in row["parameters"])
+        type_w = max(len(p["type"]) for p in row["parameters"])
+        for p in row["parameters"]:
+            big = isinstance(p["default"], float) and abs(p["default"]) >= 1e6
+            default = f"{p['default']:g}" if big else repr(p["default"])  # 1e+15, not 1000000000000000.0
+            print(f"  {p['name']:<{name_w}}  {p['type']:<{type_w}}  {default}")
+        print()
+    return 0
+
+
 def _ui(args) -> int:
     from search import _catalog
 
     uri = _catalog.tracking_uri(Path(args.storage), args.name)
+    if uri.startswith(("http://", "https://")):  # a tracking server already serves the UI
+        print(f"{args.name}'s runs are on the tracking server {uri}: open it in a browser", flush=True)
+        return 0
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
            "--host", "127.0.0.1", "--port", str(args.port)]
     print(" ".join(cmd[1:]), flush=True)

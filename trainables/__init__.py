@@ -1,12 +1,14 @@
 """What runs inside a trial: models, data, training loops and FLOP accounting.
 
 Knows nothing of Optuna, MLflow or the search package. ``REGISTRY[name]`` describes one trainable
-family (see ``Entry``); importing this package does not import torch.
+family (see ``Entry``): the built-in ones below, and those other installed packages declare under the
+entry-point group ``tunelab.trainables`` (see ``Registry``). Importing this package does not import torch.
 """
 
 from trainables import metrics
+from trainables._config import config_dataclass, parse_config
 from trainables._errors import ConfigError, DataError
-from trainables._registry import Entry
+from trainables._registry import ENTRY_POINT_GROUP, Entry, Registry
 from trainables.flops import gpt_flops_per_token, rnn_flops_per_token
 from trainables.gpt import config as _gpt_config
 from trainables.gpt import tokens as _gpt_tokens
@@ -14,7 +16,7 @@ from trainables.rnn import config as _rnn_config
 from trainables.rnn import data as _rnn_data
 from trainables import synthetic as _synthetic
 
-REGISTRY: dict[str, Entry] = {
+REGISTRY: Registry = Registry({
     "rnn": Entry(
         name="rnn",
         config_cls=_rnn_config.RNNConfig,
@@ -44,6 +46,9 @@ REGISTRY: dict[str, Entry] = {
         data_loader=_synthetic.load_data,
         constraint_names=_synthetic.CONSTRAINTS,
     ),
-}
+})  # plus the plugins, loaded on first use
 
-__all__ = ["REGISTRY", "Entry", "ConfigError", "DataError", "metrics"]
+# config_dataclass and parse_config are public for the plugins: a lab's trainable declares its config
+# the way the built-in ones do.
+__all__ = ["ENTRY_POINT_GROUP", "REGISTRY", "ConfigError", "DataError", "Entry", "Registry", "config_dataclass",
+           "metrics", "parse_config"]

@@ -128,3 +128,15 @@ def test_an_unreachable_server_is_caught_up_from_rays_results(tmp_path, monkeypa
     history = client.get_metric_history(run.info.run_id, "val_ppl")
     assert [(m.step, m.value) for m in history] == [(1, 250.0), (2, 200.0), (3, 150.0)]
     assert run.data.tags[_tracking.STATUS_TAG] == metrics.COMPLETED and run.info.status == "FINISHED"
+
+
+def test_a_tracking_uri_mlflow_cannot_use_is_exit_2_naming_it_and_nothing_is_written(tmp_path, capsys):
+    from search.cli import main
+
+    load = str(__import__("spaces").CATALOGUE / "synthetic_load.yaml")
+    assert main(["run", load, "--set", "tracking.uri=ftp://x", "--storage", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    assert err.startswith(f"tunelab: error: {load}: tracking.uri: cannot use MLflow at ftp://x: MLflow has no "
+                          "store for the scheme 'ftp'; expected one of sqlite:///PATH, postgresql://"), err
+    assert not (tmp_path / "runs").exists()
