@@ -158,8 +158,11 @@ def resume(name: str, storage: str | Path = "runs", *, address: str | None = Non
     state = json.loads(state_path.read_text())
     search = spaces.load(exp_dir / SEARCH_FILE)
     data = _load_data(search)
-    client = _tracking.client_for(state["tracking_uri"])
-    client.get_run(state["parent_run_id"])  # fails early if tracking is unreachable
+    try:  # fails early if tracking is unreachable or refuses the login
+        client = _tracking.client_for(state["tracking_uri"])
+        _tracking.get_run(client, state["parent_run_id"])
+    except _tracking.TrackingError as exc:
+        raise spaces.SpecError(str(state_path), "tracking_uri", str(exc)) from None
     client.update_run(state["parent_run_id"], status="RUNNING")
     known = {t.trial_id for t in tune.ExperimentAnalysis(str(exp_dir)).trials}
     lost = _tracking.end_lost_runs(client, state["experiment_id"], state["parent_run_id"], known)

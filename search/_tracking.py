@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from mlflow.entities import Metric, Param, RunTag  # noqa: F401 (re-used by _run)
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.registry import UnsupportedModelRegistryStoreURIException
 from ray.tune import Callback
@@ -81,7 +82,23 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | Non
         if exp is not None:
             return exp.experiment_id
         location = artifact_root.resolve().as_uri() if artifact_root is not None else None
-        return client.create_experiment(name, artifact_location=location)
+        try:
+            return client.create_experiment(name, artifact_location=location)
+        except MlflowException as exc:
+            # Made meanwhile: by another search of that name, or by this request's first attempt when
+            # a slow server answered after the client had given up and sent it again.
+            exp = client.get_experiment_by_name(name) if exc.error_code == "RESOURCE_ALREADY_EXISTS" else None
+            if exp is None:
+                raise
+            return exp.experiment_id
+    except Exception as exc:  # the client raises many types for "cannot reach the server"
+        raise TrackingError(f"cannot use MLflow at {client.tracking_uri}: {first_line(exc)}") from None
+
+
+def get_run(client: MlflowClient, run_id: str):
+    """``client.get_run``, raising TrackingError (one line) when the store cannot be used."""
+    try:
+        return client.get_run(run_id)
     except Exception as exc:  # the client raises many types for "cannot reach the server"
         raise TrackingError(f"cannot use MLflow at {client.tracking_uri}: {first_line(exc)}") from None
 

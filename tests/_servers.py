@@ -26,6 +26,7 @@ import urllib.request
 from pathlib import Path
 
 PG_USER = "tunelab"  # the database superuser initdb creates (not an OS user)
+TEAM_USER = ("alice", "alice-s3cret-pw")  # the login the session's MLflow server gives a researcher
 
 
 def free_port() -> int:
@@ -156,7 +157,9 @@ class MlflowAuth:
         config.write_text("[mlflow]\ndefault_permission = READ\n"
                           f"database_uri = {self.auth_db_uri}\nadmin_username = {self.admin[0]}\n")
         env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_AUTH_ADMIN_PASSWORD": self.admin[1],
-               "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}
+               "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+               # no job runner (GenAI jobs): fewer processes to start on a 2-core CI machine
+               "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_URI"):
             env.pop(key, None)
         self.proc = subprocess.Popen(

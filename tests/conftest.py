@@ -44,13 +44,10 @@ def postgres():
     server.stop()
 
 
-TEAM_USER = ("alice", "alice-s3cret-pw")
-
-
 @pytest.fixture(scope="session")
 def team_server(postgres, tmp_path_factory):
-    """`mlflow server --app-name basic-auth` on the session's PostgreSQL, with the login TEAM_USER."""
-    from _servers import MlflowAuth
+    """`mlflow server --app-name basic-auth` on the session's PostgreSQL, with the login _servers.TEAM_USER."""
+    from _servers import TEAM_USER, MlflowAuth
 
     server = MlflowAuth(postgres.create_database("mlflow"), postgres.create_database("mlflow_auth"),
                         tmp_path_factory.mktemp("team_server"))

@@ -188,10 +188,12 @@ def test_a_search_file_from_any_folder_travels_with_the_job(head, tmp_path):
     text = ANYWHERE.replace("DATA_DIR", os.path.relpath(ROOT / "spaces", folder))
     (folder / "my_search.yaml").write_text(text)
     storage = tmp_path / "runs"
-    job_id = _tunelab({**env, "PYTHONPATH": str(ROOT)}, "submit", "my_search.yaml", "--address", address,
-                      "--storage", str(storage), cwd=folder).stdout.strip()
+    job_id = _tunelab({**env, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_USERNAME": "alice"}, "submit",
+                      "my_search.yaml", "--address", address, "--storage", str(storage), cwd=folder).stdout.strip()
     info = _wait_for(env, address, job_id, {"SUCCEEDED", "FAILED", "STOPPED"})
     assert info["status"] == "SUCCEEDED", _tunelab(env, "logs", job_id, "--address", address).stdout[-3000:]
+    job_env = _job_info(address, env["RAY_AUTH_TOKEN"], job_id)["runtime_env"]["env_vars"]
+    assert job_env["TUNELAB_SEARCH_TEXT"] == text and job_env["MLFLOW_TRACKING_USERNAME"] == "alice"
 
     state = json.loads((storage / "job-anywhere" / "tunelab.json").read_text())
     client = _tracking.client_for(f"sqlite:///{storage / 'mlflow.db'}")
@@ -207,3 +209,9 @@ def _jobs_listed(address: str, token: str) -> int:
     req = urllib.request.Request(f"{address}/api/jobs/", headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(req, timeout=10) as r:
         return len(json.load(r))
+
+
+def _job_info(address: str, token: str, job_id: str) -> dict:
+    req = urllib.request.Request(f"{address}/api/jobs/{job_id}", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.load(r)

@@ -11,12 +11,13 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TEAM_USER
+from _servers import TEAM_USER
 
 import analysis
 import search
 import spaces
 from search import _tracking
+from search._run import sync
 from search.cli import main
 from trainables import metrics
 
@@ -33,7 +34,7 @@ def login(monkeypatch):
 
 
 def test_a_search_on_the_server_with_a_login_then_sync_resume_ls_ui_and_analysis(
-        ray_session, team_server, login, tmp_path, capsys):
+        ray_session, team_server, login, tmp_path, capsys, monkeypatch):
     s = spaces.load(LOAD, [*SMALL, "name=team-search", f"storage={tmp_path}", f"tracking.uri={team_server.uri}"])
     outcome = search.run(s)
     assert len(outcome.trials) == 3
@@ -52,7 +53,7 @@ def test_a_search_on_the_server_with_a_login_then_sync_resume_ls_ui_and_analysis
     assert parent.info.status == "FINISHED" and parent.data.tags["tunelab.best_trial_id"] in first
 
     # sync and resume talk to the same server with the same login, and add nothing to a finished search.
-    assert len(search.sync("team-search", tmp_path).trials) == 3
+    assert len(sync("team-search", tmp_path).trials) == 3
     resumed = search.resume("team-search", tmp_path)
     assert sorted(t.trial_id for t in resumed.trials) == sorted(first)
     assert histories() == first
@@ -73,6 +74,12 @@ def test_a_search_on_the_server_with_a_login_then_sync_resume_ls_ui_and_analysis
     proc = subprocess.run([sys.executable, "-m", "search.cli", "ui", "team-search", "--storage", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and team_server.uri in proc.stdout, proc.stdout + proc.stderr
+
+    # A resume with a login the server refuses stops at once, in one line.
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "wrong")
+    assert main(["resume", "team-search", "--storage", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "tunelab.json: tracking_uri: " in err and "HTTP 401" in err, err
 
 
 @pytest.mark.parametrize("who", ["wrong password", "no login"])
@@ -108,4 +115,4 @@ def test_a_search_with_its_runs_in_postgresql_directly(ray_session, postgres, tm
     client_runs, client_history = analysis.load("pg-direct", uri, method="client")
     assert runs.equals(client_runs, check_metadata=True) and history.equals(client_history)
     assert sorted(runs.column("trial_id").to_pylist()) == sorted(t.trial_id for t in outcome.trials)
-    assert os.listdir(tmp_path) == ["pg-direct"]  # no SQLite database beside it
+    assert "mlflow.db" not in os.listdir(tmp_path)  # no SQLite database beside the results
