@@ -118,7 +118,7 @@ def run(search: spaces.Search, *, address: str | None = None) -> Outcome:
             f"resume it with `tunelab resume {search.spec.name}` or choose another --name"
         )
     data = _load_data(search)  # before anything is written
-    warm = _warmstart.prepare(search, STUDY_FILE)  # reads the earlier search named by warm_start, if any
+    warm = _warmstart.prepare(search, STUDY_FILE, SEARCH_FILE)  # the earlier search warm_start names, if any
     try:
         client = _tracking.client_for(search.tracking_uri)
         exp_id = _tracking.ensure_experiment(client, search.spec.name, search.storage / "mlartifacts")

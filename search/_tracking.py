@@ -36,6 +36,7 @@ STATUS_TAG = "tunelab.status"
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 ERROR_TAG = "tunelab.error"
+TRAINABLE_TAG = "tunelab.trainable"  # on the parent run: the search's trainable
 # Seconds between attempts to reach a tracking server that stopped answering.
 RETRY_S = 15.0
 # What a report carries besides the trainable's metrics that is worth a curve.

@@ -34,6 +34,8 @@ from typing import Any
 import optuna
 import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 import spaces
@@ -77,12 +79,13 @@ class WarmStart:
         return f"{self.source}: {self.taken} trials taken, {self.n_skipped} skipped" + (f" ({why})" if why else "")
 
 
-def prepare(search: spaces.Search, study_file: str) -> WarmStart | None:
+def prepare(search: spaces.Search, study_file: str, search_file: str) -> WarmStart | None:
     """Read the earlier search that ``search``'s ``warm_start`` names; writes nothing.
 
     Args:
         search: the new search.
-        study_file: the file name of a search's Optuna journal in its results folder.
+        study_file, search_file: the names of a search's Optuna journal and resolved search file in
+            its results folder.
 
     Returns:
         None when the file has no ``warm_start``.
@@ -95,7 +98,7 @@ def prepare(search: spaces.Search, study_file: str) -> WarmStart | None:
         return None
     if ws.search is not None:
         root = Path(ws.storage).expanduser().resolve() if ws.storage else search.storage
-        return _from_folder(search, root / ws.search, study_file)
+        return _from_folder(search, root / ws.search, study_file, search_file)
     return _from_mlflow(search, ws.experiment, ws.tracking or search.tracking_uri)
 
 
@@ -114,10 +117,10 @@ def seed(warm: WarmStart | None, storage: str, spec: spaces.Spec, client, parent
 
 
 # --- the earlier search's results folder: its Optuna study ------------------------------------------
-def _from_folder(search: spaces.Search, folder: Path, study_file: str) -> WarmStart:
+def _from_folder(search: spaces.Search, folder: Path, study_file: str, search_file: str) -> WarmStart:
     spec = search.spec
     path = folder / study_file
-    resolved = folder / "search.yaml"
+    resolved = folder / search_file
     if not path.exists() or not resolved.exists():
         raise spaces.SpecError(search.file, "warm_start.search",
                                f"no search named {folder.name!r} under {folder.parent} (no {study_file} there)")
@@ -129,8 +132,8 @@ def _from_folder(search: spaces.Search, folder: Path, study_file: str) -> WarmSt
             f"search {folder.name!r} optimised {earlier.get('metric')} ({earlier.get('mode')}), this one "
             f"{spec.metric} ({spec.mode}); its study's values do not apply: warm-start from its MLflow "
             f"experiment instead (warm_start: {{experiment: {folder.name}}}), whose runs keep every metric")
-    try:
-        study = optuna.load_study(study_name=None, storage=open_storage(path))
+    try:  # read as it is (the earlier search may still be writing it): a line cut short is skipped
+        study = optuna.load_study(study_name=None, storage=JournalStorage(JournalFileBackend(str(path))))
     except Exception as exc:
         raise spaces.SpecError(search.file, "warm_start.search",
                                f"cannot read the study in {path}: {str(exc).splitlines()[0]}") from None
@@ -170,7 +173,7 @@ def _from_mlflow(search: spaces.Search, experiment: str, uri: str) -> WarmStart:
     if not kids:
         raise spaces.SpecError(search.file, field, f"experiment {experiment!r} at {uri} has no trial runs")
     for p in parents:
-        _same_trainable(search, field, p.data.tags.get("tunelab.trainable"), experiment)
+        _same_trainable(search, field, p.data.tags.get(_tracking.TRAINABLE_TAG), experiment)
     source = f"experiment {experiment} at {uri}"
     metric = search.spec.metric
     worst = math.inf if search.spec.mode == "min" else -math.inf
