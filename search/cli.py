@@ -262,20 +262,11 @@ def _ls(args) -> int:
 
 
 def _trainables(args) -> int:
-    rows = [trainables.REGISTRY.describe(name) for name in sorted(trainables.REGISTRY)]
+    registry = trainables.REGISTRY
     if args.json:
-        print(json.dumps(rows, indent=2, default=str))
-        return 0
-    for row in rows:
-        constraints = ", ".join(row["constraints"]) or "none"
-        print(f"{row['name']}  ({row['origin']}; constraints: {constraints}; resources: {row['resources']})")
-        name_w = max(len(p["name"]) for p in row["parameters"])
-        type_w = max(len(p["type"]) for p in row["parameters"])
-        for p in row["parameters"]:
-            big = isinstance(p["default"], float) and abs(p["default"]) >= 1e6
-            default = f"{p['default']:g}" if big else repr(p["default"])  # 1e+15, not 1000000000000000.0
-            print(f"  {p['name']:<{name_w}}  {p['type']:<{type_w}}  {default}")
-        print()
+        print(json.dumps([registry.describe(name) for name in sorted(registry)], indent=2, default=str))
+    else:
+        print(registry.listing())
     return 0
 
 

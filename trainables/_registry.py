@@ -187,6 +187,22 @@ class Registry(Mapping[str, Entry]):
             "resources": dict(entry.resources),
         }
 
+    def listing(self) -> str:
+        """Every trainable as text: a line naming it, then one line per parameter (name, type, default)."""
+        blocks = []
+        for name in sorted(self):
+            d = self.describe(name)
+            lines = [f"{name}  ({d['origin']}; constraints: {', '.join(d['constraints']) or 'none'}; "
+                     f"resources: {d['resources']})"]
+            name_w = max((len(p["name"]) for p in d["parameters"]), default=0)
+            type_w = max((len(p["type"]) for p in d["parameters"]), default=0)
+            for p in d["parameters"]:
+                big = isinstance(p["default"], float) and abs(p["default"]) >= 1e6
+                default = f"{p['default']:g}" if big else repr(p["default"])  # 1e+15, not 1000000000000000.0
+                lines.append(f"  {p['name']:<{name_w}}  {p['type']:<{type_w}}  {default}")
+            blocks.append("\n".join(lines))
+        return "\n\n".join(blocks)
+
 
 def _type_name(annotation: Any, metadata: list | tuple = ()) -> str:
     """A parameter's type as a reader writes it: ``int > 0``, ``float >= 1 | None``, ``'pre' | 'post'``."""

@@ -199,8 +199,9 @@ def test_a_search_file_from_any_folder_travels_with_the_job(head, tmp_path):
     client = _tracking.client_for(f"sqlite:///{storage / 'mlflow.db'}")
     assert len(_tracking.children(client, state["experiment_id"], state["parent_run_id"])) == 2
     parent = state["parent_run_id"]
-    assert client.download_artifacts(parent, "search/my_search.yaml", str(tmp_path)) and \
-        (tmp_path / "search" / "my_search.yaml").read_text() == text  # the file as written here
+    (tmp_path / "artifact").mkdir()
+    logged = client.download_artifacts(parent, "search/my_search.yaml", str(tmp_path / "artifact"))
+    assert Path(logged).read_text() == text  # the file as written here, run there
     resolved = (storage / "job-anywhere" / "search.yaml").read_text()
     assert "dir: spaces" in resolved
 
