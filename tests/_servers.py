@@ -10,7 +10,9 @@ their process id. ``bench/analysis_load.py`` uses ``Postgres`` too.
 
 from __future__ import annotations
 
+import base64
 import glob
+import json
 import os
 import pwd
 import secrets
@@ -181,19 +183,16 @@ class MlflowAuth:
             time.sleep(0.5)
 
     def create_user(self, username: str, password: str) -> None:
-        """A login for ``username``, made by the admin through the auth app's REST API."""
-        from mlflow.server.auth.client import AuthServiceClient
-
-        old = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = self.admin
-        try:
-            AuthServiceClient(self.uri).create_user(username, password)
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        """A login for ``username``, made by the admin through the auth app's REST API (the request
+        ``mlflow.server.get_app_client("basic-auth", uri).create_user`` sends, without importing MLflow's
+        server modules)."""
+        token = base64.b64encode(f"{self.admin[0]}:{self.admin[1]}".encode()).decode()
+        req = urllib.request.Request(
+            f"{self.uri}/api/2.0/mlflow/users/create", method="POST",
+            data=json.dumps({"username": username, "password": password}).encode(),
+            headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            assert r.status == 200, r.read()
 
     def _drain(self) -> str:
         if self.proc is None or self.proc.stdout is None:
