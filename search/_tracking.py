@@ -39,6 +39,9 @@ ERROR_TAG = "tunelab.error"
 TRAINABLE_TAG = "tunelab.trainable"  # on the parent run: the search's trainable
 # Seconds between attempts to reach a tracking server that stopped answering.
 RETRY_S = 15.0
+# The URI schemes of MLflow's own tracking stores (a plugin may add others, which client_for accepts).
+USABLE_SCHEMES = ("sqlite:///PATH", "postgresql://", "mysql://", "mssql://", "http(s)://HOST:PORT", "file:///PATH",
+                  "databricks")
 # What a report carries besides the trainable's metrics that is worth a curve.
 _PROGRESS_KEYS = ("training_iteration", "time_total_s")
 _RUN_STATUS = {
@@ -65,11 +68,6 @@ def client_for(uri: str) -> MlflowClient:
         scheme = urlparse(uri).scheme
         raise TrackingError(f"cannot use MLflow at {uri}: MLflow has no store for the scheme {scheme!r}; expected "
                             f"one of {', '.join(USABLE_SCHEMES)}") from None
-
-
-# The URI schemes of MLflow's own tracking stores (a plugin may add others, which client_for accepts).
-USABLE_SCHEMES = ("sqlite:///PATH", "postgresql://", "mysql://", "mssql://", "http(s)://HOST:PORT", "file:///PATH",
-                  "databricks")
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | None) -> str:
