@@ -156,7 +156,9 @@ class MlflowAuth:
     def start(self) -> MlflowAuth:
         self.folder.mkdir(parents=True, exist_ok=True)
         config = self.folder / "basic_auth.ini"
-        config.write_text("[mlflow]\ndefault_permission = READ\n"
+        # auth_cache_ttl_seconds: a login is checked (PBKDF2) once a minute, not on every request; the
+        # analysis' client path sends many requests at once to this one-worker server.
+        config.write_text("[mlflow]\ndefault_permission = READ\nauth_cache_ttl_seconds = 60\n"
                           f"database_uri = {self.auth_db_uri}\nadmin_username = {self.admin[0]}\n")
         env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_AUTH_ADMIN_PASSWORD": self.admin[1],
                "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
