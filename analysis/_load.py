@@ -6,9 +6,10 @@ as strings, metrics = every report with step = training iteration. Nothing of ``
 analysis reads MLflow only.
 
 Histories are what costs time: 200 trials × 12 metrics is 2,400 ``get_metric_history`` requests. For a
-database store (``sqlite://`` and the other SQLAlchemy URIs MLflow accepts) the ``metrics`` table is read
-with one query per 500 runs instead; other stores (an ``http://`` server) fall back to the client,
-one request per run and key, eight at a time.
+database store (``sqlite://``, ``postgresql://`` and the other SQLAlchemy URIs MLflow accepts) the
+``metrics`` table is read with one query per 500 runs instead; other stores (an ``http://`` server,
+with a login from ``MLFLOW_TRACKING_USERNAME``/``PASSWORD`` if it asks for one) fall back to the
+client, one request per run and key, eight at a time.
 """
 
 from __future__ import annotations
@@ -95,7 +96,11 @@ def load(
     try:
         exp = client.get_experiment_by_name(experiment)
     except Exception as exc:  # the client raises many types for "cannot reach the store"
-        raise AnalysisError(f"cannot read MLflow at {uri}: {str(exc).splitlines()[0]}") from None
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "error code 401" in why:
+            why = ("the server refused the login (HTTP 401): set MLFLOW_TRACKING_USERNAME and "
+                   "MLFLOW_TRACKING_PASSWORD to a login on it")
+        raise AnalysisError(f"cannot read MLflow at {uri}: {why}") from None
     if exp is None:
         raise AnalysisError(f"no MLflow experiment named {experiment!r} at {uri}")
     all_runs = _all_runs(client, exp.experiment_id)
@@ -175,13 +180,18 @@ def _pick_search(all_runs: list, experiment: str, parent_run: str | None) -> tup
 
 
 def _history_sql(uri: str, run_ids: Sequence[str]) -> pa.Table:
-    """Every metric row of ``run_ids``, straight from the SQL store's ``metrics`` table."""
+    """Every metric row of ``run_ids``, straight from the SQL store's ``metrics`` table.
+
+    The query is built with SQLAlchemy's expression language, not written as SQL text, so each
+    dialect quotes the column names that are keywords in it (``key``, ``value``, ``timestamp``) and
+    binds the id list its own way: the same code reads SQLite, PostgreSQL, MySQL and SQL Server stores.
+    """
     import sqlalchemy as sa
 
+    table = sa.table("metrics", *(sa.column(c) for c in ("run_uuid", "key", "step", "value", "timestamp", "is_nan")))
+    query = sa.select(table.c.run_uuid, table.c.key, table.c.step, table.c.value, table.c.timestamp,
+                      table.c.is_nan).where(table.c.run_uuid.in_(sa.bindparam("ids", expanding=True)))
     engine = sa.create_engine(uri)
-    query = sa.text(
-        "SELECT run_uuid, key, step, value, timestamp, is_nan FROM metrics WHERE run_uuid IN :ids"
-    ).bindparams(sa.bindparam("ids", expanding=True))
     rows: list = []
     try:
         with engine.connect() as conn:

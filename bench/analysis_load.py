@@ -1,14 +1,18 @@
-"""How long ``analysis.load`` takes on a big search: bulk SQL against one request per run and metric.
+"""How long ``analysis.load`` takes on a big search: bulk SQL against one request per run and metric,
+on SQLite and on PostgreSQL.
 
-    python bench/analysis_load.py                 # 200 trials x 12 metrics x 50 steps; about 2 minutes
+    python bench/analysis_load.py                 # 200 trials x 12 metrics x 50 steps; a few minutes
     python bench/analysis_load.py --runs 50       # quicker
+    python bench/analysis_load.py --store sqlite  # without PostgreSQL
 
-Builds, in a temporary folder, a SQLite MLflow store in the layout ``search`` writes (one parent run;
-``--runs`` child runs, each with ``--metrics`` metrics logged at ``--steps`` steps in one
-``MlflowClient.log_batch``), then times ``analysis.load`` with its two history paths:
+Builds a store in the layout ``search`` writes (one parent run; ``--runs`` child runs, each with
+``--metrics`` metrics logged at ``--steps`` steps in one ``MlflowClient.log_batch``) in a SQLite
+file and in a throwaway PostgreSQL server (Debian's, started from a temporary folder on a free port of
+127.0.0.1 by ``tests/_servers.py``, as the tests do), then times ``analysis.load`` on each with its two
+history paths:
 
 - ``sql``: the ``metrics`` table read directly, one ``run_uuid IN (...)`` query per 500 runs (what
-  ``load`` does for ``sqlite://`` and other database URIs);
+  ``load`` does for ``sqlite://``, ``postgresql://`` and other database URIs);
 - ``client``: ``MlflowClient.get_metric_history`` per run and metric, eight threads (what it does for
   an ``http://`` tracking server, where it is the only way).
 
@@ -39,12 +43,11 @@ KEYS = (
 )
 
 
-def build_store(root: Path, n_runs: int, n_metrics: int, n_steps: int, experiment: str) -> tuple[str, float]:
-    """Write the store; returns (tracking URI, seconds it took)."""
+def build_store(uri: str, root: Path, n_runs: int, n_metrics: int, n_steps: int, experiment: str) -> float:
+    """Write the store at ``uri`` (artifacts under ``root``); returns the seconds it took."""
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
     t0 = time.perf_counter()
     exp = client.create_experiment(experiment, artifact_location=(root / "artifacts").resolve().as_uri())
@@ -66,7 +69,7 @@ def build_store(root: Path, n_runs: int, n_metrics: int, n_steps: int, experimen
             client.log_batch(run.info.run_id, metrics=values[j:j + 1000], params=params if j == 0 else [])
         client.set_terminated(run.info.run_id, "FINISHED")
     client.set_terminated(parent, "FINISHED")
-    return uri, time.perf_counter() - t0
+    return time.perf_counter() - t0
 
 
 def time_load(experiment: str, uri: str, method: str, repeat: int):
@@ -78,33 +81,54 @@ def time_load(experiment: str, uri: str, method: str, repeat: int):
     return statistics.median(times), tables
 
 
+def bench_store(name: str, uri: str, root: Path, args) -> dict:
+    experiment = "bench-analysis-load"
+    build_s = build_store(uri, root, args.runs, args.metrics, args.steps, experiment)
+    analysis.load(experiment, uri, method="sql")  # warm: imports, store start-up, page cache
+    sql_s, (runs_sql, hist_sql) = time_load(experiment, uri, "sql", args.repeat)
+    client_s, (runs_cl, hist_cl) = time_load(experiment, uri, "client", 1)
+    same = runs_sql.equals(runs_cl, check_metadata=True) and hist_sql.equals(hist_cl)
+    return {"store": name, "build_s": build_s, "sql_s": sql_s, "client_s": client_s, "same": same,
+            "rows": hist_sql.num_rows, "shape": (runs_sql.num_rows, runs_sql.num_columns)}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=200)
     p.add_argument("--metrics", type=int, default=12)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--repeat", type=int, default=3, help="timings per method (median); client runs once")
+    p.add_argument("--store", choices=["sqlite", "postgresql", "both"], default="both")
     args = p.parse_args(argv)
-    experiment = "bench-analysis-load"
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
-        uri, build_s = build_store(Path(tmp), args.runs, args.metrics, args.steps, experiment)
-        analysis.load(experiment, uri, method="sql")  # warm: imports, store start-up, page cache
-        sql_s, (runs_sql, hist_sql) = time_load(experiment, uri, "sql", args.repeat)
-        client_s, (runs_cl, hist_cl) = time_load(experiment, uri, "client", 1)
-        same = runs_sql.equals(runs_cl, check_metadata=True) and hist_sql.equals(hist_cl)
-    rows = hist_sql.num_rows
-    print(f"analysis.load on SQLite: {args.runs} runs x {args.metrics} metrics x {args.steps} steps "
-          f"= {rows:,} history rows (store built with log_batch in {build_s:.1f} s)")
+        if args.store in ("sqlite", "both"):
+            results.append(bench_store("SQLite", f"sqlite:///{Path(tmp) / 'mlflow.db'}", Path(tmp), args))
+        if args.store in ("postgresql", "both"):
+            from tests._servers import Postgres
+
+            server = Postgres().start()
+            try:
+                uri = server.create_database("bench")
+                results.append(bench_store("PostgreSQL", uri, Path(tmp), args))
+            finally:
+                server.stop()
+    rows = results[0]["rows"]
+    print(f"analysis.load: {args.runs} runs x {args.metrics} metrics x {args.steps} steps = {rows:,} history rows "
+          f"(stores built with log_batch: " + ", ".join(f"{r['store']} {r['build_s']:.1f} s" for r in results) + ")")
     print()
-    print("| history path | requests | load (s) | rows/s | speed-up |")
-    print("|---|---:|---:|---:|---:|")
+    print("| store | history path | requests | load (s) | rows/s | speed-up |")
+    print("|---|---|---:|---:|---:|---:|")
     n_queries = math.ceil(args.runs / 500)
-    print(f"| sql (metrics table, run_uuid IN ...) | {n_queries} | {sql_s:.2f} | {rows / sql_s:,.0f} | "
-          f"{client_s / sql_s:.1f}x |")
-    print(f"| client (get_metric_history per run and key, 8 threads) | {args.runs * args.metrics:,} | "
-          f"{client_s:.2f} | {rows / client_s:,.0f} | 1.0x |")
+    for r in results:
+        print(f"| {r['store']} | sql (metrics table, run_uuid IN ...) | {n_queries} | {r['sql_s']:.2f} | "
+              f"{rows / r['sql_s']:,.0f} | {r['client_s'] / r['sql_s']:.1f}x |")
+        print(f"| {r['store']} | client (get_metric_history per run and key, 8 threads) | "
+              f"{args.runs * args.metrics:,} | {r['client_s']:.2f} | {rows / r['client_s']:,.0f} | 1.0x |")
     print()
-    print(f"tables identical: {same}; runs table {runs_sql.num_rows} rows x {runs_sql.num_columns} columns")
+    for r in results:
+        print(f"{r['store']}: sql and client tables identical: {r['same']}; runs table {r['shape'][0]} rows x "
+              f"{r['shape'][1]} columns")
 
 
 if __name__ == "__main__":

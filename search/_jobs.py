@@ -1,15 +1,25 @@
 """Searches as Ray Jobs on a cluster: submit, status, logs, stop.
 
-The search file is checked here, before anything is sent; the project folder goes to the cluster as
-the job's ``working_dir`` (results, virtual environments and caches left out), and the job's
+The search file is checked here, before anything is sent. Its text travels with the job (in the
+job's environment, ``TUNELAB_SEARCH_TEXT``), so any file works, inside the project folder or not: the
+job writes it into its working directory and runs it. The project folder goes to the cluster as the
+job's ``working_dir`` (results, virtual environments, caches and token folders left out), and the
 entrypoint is ``tunelab run`` on the head, whose driver joins the cluster through the ``RAY_ADDRESS``
-the Jobs server gives it. Token authentication (Ray 2.60's default) is Ray's own: with
-``RAY_AUTH_MODE=token`` the client sends the token of ``RAY_AUTH_TOKEN`` or ``~/.ray/auth_token``.
+the Jobs server gives it. A relative ``data.dir`` or ``data.tokens`` (read from where you run
+``tunelab``) travels only if it lies in the part of the project folder that is sent; it is then
+given to the job relative to the project copy, which resolves it the same way, and any other is
+refused before anything is sent. ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``, when set here, go with the
+job, so the search's runs are the submitter's on a tracking server with logins.
+
+Token authentication (Ray 2.60's default) is Ray's own: with ``RAY_AUTH_MODE=token`` the client sends
+the token of ``RAY_AUTH_TOKEN`` or ``~/.ray/auth_token``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fnmatch
+import os
 import shlex
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -25,6 +35,10 @@ EXCLUDES = [
 # Where results go on the cluster when the search file names no storage: the head's home, which
 # outlives the job (its working_dir is a temporary copy).
 CLUSTER_STORAGE = "~/tunelab-runs"
+TEXT_VAR = "TUNELAB_SEARCH_TEXT"  # the search file's text, in the job's environment
+SUBMITTED = ".tunelab-submitted"  # where the job writes it, inside its working directory
+FORWARDED = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+DATA_PATHS = ("dir", "tokens")  # data keys that name folders
 
 
 class JobError(RuntimeError):
@@ -40,17 +54,18 @@ def client(address: str):
         raise JobError(f"{address}: {_first_line(exc)}") from None
 
 
-def entrypoint(file: Path, overrides: Sequence[str], name: str | None, storage: str | None) -> str:
-    """The shell command the job runs on the head, from the project folder."""
-    rel = file.resolve().relative_to(PROJECT)
-    args = ["python", "-m", "search.cli", "run", rel.as_posix()]
+def entrypoint(file_name: str, overrides: Sequence[str], name: str | None, storage: str | None) -> str:
+    """The shell command the job runs on the head, from its copy of the project folder: write the
+    search file's text (``$TUNELAB_SEARCH_TEXT``) under its own name, then run it."""
+    target = f"{SUBMITTED}/{file_name}"
+    args = ["python", "-m", "search.cli", "run", target]
     for o in overrides:
         args += ["--set", o]
     if name:
         args += ["--name", name]
-    cmd = shlex.join(args)
+    write = f'mkdir -p {SUBMITTED} && printf "%s" "${TEXT_VAR}" > {shlex.quote(target)}'
     # The storage is left to the head's shell so that ~ means the head's home.
-    return f"{cmd} --storage {storage if storage else CLUSTER_STORAGE}"
+    return f"{write} && {shlex.join(args)} --storage {storage if storage else CLUSTER_STORAGE}"
 
 
 def submit(address: str, file: str, overrides: Sequence[str] = (), name: str | None = None,
@@ -58,18 +73,43 @@ def submit(address: str, file: str, overrides: Sequence[str] = (), name: str | N
     """Check the search file here, then send it as a Ray Job; returns the job's submission id."""
     path = Path(file)
     search = spaces.load(path, list(overrides))  # bad input stops here: exit 2, nothing sent
-    if not path.resolve().is_relative_to(PROJECT):
-        raise spaces.SpecError(str(path), "", f"must lie inside the project folder {PROJECT}, which is "
-                               "what travels to the cluster")
+    moved = travelling_data(search)  # a data folder that cannot travel stops here too
+    env = {TEXT_VAR: search.text, **{k: os.environ[k] for k in FORWARDED if os.environ.get(k)}}
     c = client(address)
     try:
         return c.submit_job(
-            entrypoint=entrypoint(path, overrides, name, storage or search.spec.storage),
-            runtime_env={"working_dir": str(PROJECT), "excludes": EXCLUDES},
-            metadata={"tunelab.search": name or search.spec.name, "tunelab.file": path.name},
+            entrypoint=entrypoint(path.name, [*overrides, *moved], name, storage or search.spec.storage),
+            runtime_env={"working_dir": str(PROJECT), "excludes": EXCLUDES, "env_vars": env},
+            metadata={"tunelab.search": name or search.spec.name, "tunelab.file": str(path.resolve())},
         )
     except Exception as exc:
         raise JobError(f"{address}: submitting {path}: {_first_line(exc)}") from None
+
+
+def travelling_data(search: spaces.Search) -> list[str]:
+    """``--set`` overrides that give the job each relative data folder relative to the project copy.
+
+    Raises:
+        spaces.SpecError: a relative data folder outside what is sent (the project folder, less EXCLUDES).
+    """
+    data = search.spec.data.model_dump()
+    moved = []
+    for key in DATA_PATHS:
+        value = data.get(key)
+        if not isinstance(value, str) or value.startswith("~") or Path(value).is_absolute():
+            continue  # unset, or a path on the cluster
+        local = (Path.cwd() / value).resolve()
+        if key == "tokens" and not local.exists() and data.get("dir"):
+            continue  # looked up under data.dir, there as here
+        rel = local.relative_to(PROJECT) if local.is_relative_to(PROJECT) else None
+        if rel is None or any(fnmatch.fnmatch(part, pat) for part in rel.parts for pat in EXCLUDES):
+            where = "outside the project folder" if rel is None else "in a part of the project folder that is not sent"
+            raise spaces.SpecError(
+                search.file, f"data.{key}",
+                f"{value!r} ({local}) cannot travel with the job: it is {where}; give a folder that exists "
+                f"on the cluster (an absolute path, or ~/... on the head){', or leave data.dir null to use $TUNELAB_DATA there' if key == 'dir' else ''}")
+        moved.append(f"data.{key}={rel.as_posix()}")
+    return moved
 
 
 def status(address: str, job_id: str) -> dict:

@@ -29,8 +29,11 @@ def resume(name: str, storage: str | Path = "runs", *, address: str | None = Non
     exp_dir = Path(storage).expanduser().resolve() / name
     search = spaces.load(exp_dir / SEARCH_FILE)
     data = _tuner.load_data(search)
-    client = _tracking.client_for(state["tracking_uri"])
-    client.get_run(state["parent_run_id"])  # fails early if tracking is unreachable
+    try:  # fails early if tracking is unreachable or refuses the login
+        client = _tracking.client_for(state["tracking_uri"])
+        _tracking.get_run(client, state["parent_run_id"])
+    except _tracking.TrackingError as exc:
+        raise spaces.SpecError(str(exp_dir / STATE_FILE), "tracking_uri", str(exc)) from None
     client.update_run(state["parent_run_id"], status="RUNNING")
     known = {t.trial_id for t in tune.ExperimentAnalysis(str(exp_dir)).trials}
     lost = _tracking.end_lost_runs(client, state["experiment_id"], state["parent_run_id"], known)

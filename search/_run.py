@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import spaces
-from search import _console, _inputs, _tracking, _tuner, _ui
-from search._paths import SEARCH_FILE, STATE_FILE, experiment_dir, write_state
+from search import _console, _inputs, _tracking, _tuner, _ui, _warmstart
+from search._paths import SEARCH_FILE, STATE_FILE, STUDY_FILE, experiment_dir, study_storage, write_state
 from search._summary import Outcome, describe, finish
 
 
@@ -39,14 +39,15 @@ def run(search: spaces.Search, *, address: str | None = None, verbose: bool = Fa
             f"resume it with `tunelab resume {search.spec.name}` or choose another --name"
         )
     data = _tuner.load_data(search)  # before anything is written
+    warm = _warmstart.prepare(search, STUDY_FILE, SEARCH_FILE)  # the earlier search warm_start names, if any
     with _console.ray_output(verbose) as ray_log:
-        return _launch(search, data, exp_dir, address, verbose, ray_log)
+        return _launch(search, data, warm, exp_dir, address, verbose, ray_log)
 
 
-def _launch(search: spaces.Search, data, exp_dir: Path, address: str | None, verbose: bool,
+def _launch(search: spaces.Search, data, warm, exp_dir: Path, address: str | None, verbose: bool,
             ray_log: _console.RayLog | None) -> Outcome:
-    client = _tracking.client_for(search.tracking_uri)
     try:
+        client = _tracking.client_for(search.tracking_uri)
         exp_id = _tracking.ensure_experiment(client, search.spec.name, search.storage / "mlartifacts")
     except _tracking.TrackingError as exc:
         raise spaces.SpecError(search.file, "tracking.uri", str(exc)) from None
@@ -56,6 +57,7 @@ def _launch(search: spaces.Search, data, exp_dir: Path, address: str | None, ver
     _ui.save_view(client, exp_id, search.spec.metric, search.spec.mode, search.space.params)
     inputs = _inputs.dataset_inputs(data)
     parent = _open_parent(client, exp_id, search, exp_dir, inputs)
+    _warmstart.seed(warm, study_storage(exp_dir), search.spec, client, parent)  # before the first suggestion
     (exp_dir / SEARCH_FILE).write_text(search.resolved_yaml())
     write_state(exp_dir, {
         "name": search.spec.name, "file": search.file, "tracking_uri": search.tracking_uri,

@@ -21,9 +21,12 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from mlflow.entities import Metric, Param, RunTag  # noqa: F401 (re-used by _run)
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.tracking.registry import UnsupportedModelRegistryStoreURIException
 from ray.tune import Callback
 
 from search._artifacts import log_checkpoint_artifacts
@@ -36,8 +39,12 @@ STATUS_TAG = "tunelab.status"
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 ERROR_TAG = "tunelab.error"
+TRAINABLE_TAG = "tunelab.trainable"  # on the parent run: the search's trainable
 # Seconds between attempts to reach a tracking server that stopped answering.
 RETRY_S = 15.0
+# The URI schemes of MLflow's own tracking stores (a plugin may add others, which client_for accepts).
+USABLE_SCHEMES = ("sqlite:///PATH", "postgresql://", "mysql://", "mssql://", "http(s)://HOST:PORT", "file:///PATH",
+                  "databricks")
 # What a report carries besides the trainable's metrics that is worth a curve.
 _PROGRESS_KEYS = ("training_iteration", "time_total_s")
 NOTE_TAG = "mlflow.note.content"  # a run's description in the MLflow UI
@@ -61,22 +68,63 @@ class TrackingError(RuntimeError):
 
 
 def client_for(uri: str) -> MlflowClient:
-    """A client for ``uri`` that fails fast instead of retrying for minutes when a server is down."""
+    """A client for ``uri`` that fails fast instead of retrying for minutes when a server is down.
+
+    Raises:
+        TrackingError: MLflow has no store for the URI's scheme (``ftp://...``).
+    """
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    return MlflowClient(tracking_uri=uri)
+    try:
+        return MlflowClient(tracking_uri=uri)
+    except UnsupportedModelRegistryStoreURIException:  # the client's constructor refuses the scheme
+        scheme = urlparse(uri).scheme
+        raise TrackingError(f"cannot use MLflow at {uri}: MLflow has no store for the scheme {scheme!r}; expected "
+                            f"one of {', '.join(USABLE_SCHEMES)}") from None
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | None) -> str:
-    """The id of experiment ``name``, created (artifacts under ``artifact_root``) if missing."""
+    """The id of experiment ``name``, created (artifacts under ``artifact_root``) if missing.
+
+    Raises:
+        TrackingError: the store cannot be reached, or refuses the login.
+    """
     try:
         exp = client.get_experiment_by_name(name)
         if exp is not None:
             return exp.experiment_id
         location = artifact_root.resolve().as_uri() if artifact_root is not None else None
-        return client.create_experiment(name, artifact_location=location)
+        try:
+            return client.create_experiment(name, artifact_location=location)
+        except MlflowException as exc:
+            # Made meanwhile: by another search of that name, or by this request's first attempt when
+            # a slow server answered after the client had given up and sent it again.
+            exp = client.get_experiment_by_name(name) if exc.error_code == "RESOURCE_ALREADY_EXISTS" else None
+            if exp is None:
+                raise
+            return exp.experiment_id
     except Exception as exc:  # the client raises many types for "cannot reach the server"
-        raise TrackingError(f"cannot use MLflow at {client.tracking_uri}: {str(exc).splitlines()[0]}") from None
+        raise TrackingError(f"cannot use MLflow at {client.tracking_uri}: {first_line(exc)}") from None
+
+
+def get_run(client: MlflowClient, run_id: str):
+    """``client.get_run``, raising TrackingError (one line) when the store cannot be used."""
+    try:
+        return client.get_run(run_id)
+    except Exception as exc:  # the client raises many types for "cannot reach the server"
+        raise TrackingError(f"cannot use MLflow at {client.tracking_uri}: {first_line(exc)}") from None
+
+
+def first_line(exc: BaseException) -> str:
+    """One line saying what went wrong; a login the server refuses says which variables give one."""
+    text = str(exc).strip() or type(exc).__name__
+    code = getattr(exc, "error_code", "")
+    if "error code 401" in text or code == "UNAUTHENTICATED":
+        return ("the server refused the login (HTTP 401): set MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD to a login on it")
+    if "error code 403" in text or code == "PERMISSION_DENIED":
+        return f"the login has no permission for this (HTTP 403): {text.splitlines()[0][-200:]}"
+    return text.splitlines()[0]
 
 
 def git_commit(path: Path) -> str | None:

@@ -106,6 +106,10 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", help="folder to write (default: <storage>/<name>/report)")
     rep.set_defaults(func=_report)
 
+    tr = sub.add_parser("trainables", help="list the trainables (built-in and plugins) with their parameters")
+    tr.add_argument("--json", action="store_true", help="as JSON")
+    tr.set_defaults(func=_trainables)
+
     ui = sub.add_parser("ui", help="start the MLflow UI on a search's tracking database (127.0.0.1) and print "
                                    "the URL of its runs table")
     ui.add_argument("name", nargs="?")
@@ -289,10 +293,22 @@ def _ls(args) -> int:
     return 0
 
 
+def _trainables(args) -> int:
+    registry = trainables.REGISTRY
+    if args.json:
+        print(json.dumps([registry.describe(name) for name in sorted(registry)], indent=2, default=str))
+    else:
+        print(registry.listing())
+    return 0
+
+
 def _ui(args) -> int:
     from search import _paths, _ui as ui
 
     uri = _paths.tracking_uri(Path(args.storage), args.name)
+    if uri.startswith(("http://", "https://")):  # a tracking server already serves the UI
+        print(f"{args.name}'s runs are on the tracking server {uri}: open it in a browser", flush=True)
+        return 0
     exp_id = _paths.read_state(Path(args.storage), args.name)["experiment_id"] if args.name else None
     url = ui.runs_url(f"http://127.0.0.1:{args.port}", exp_id)
     # One person's UI: one worker, and none of the server's background jobs (GenAI evaluation, trace

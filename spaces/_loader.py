@@ -166,6 +166,9 @@ def _apply_override(file: str, raw: dict, item: str) -> None:
 
 def _validate(file: str, spec: Spec) -> dict[str, Any]:
     entry = trainables.REGISTRY.get(spec.trainable)
+    if entry is None and spec.trainable in trainables.REGISTRY.broken:
+        raise SpecError(file, "trainable", f"the trainable plugin {spec.trainable!r} could not be loaded: "
+                        f"{trainables.REGISTRY.broken[spec.trainable]}")
     if entry is None:
         raise SpecError(file, "trainable", f"unknown trainable {spec.trainable!r}; expected one of: "
                         f"{', '.join(sorted(trainables.REGISTRY))}")

@@ -103,6 +103,31 @@ class Tracking(_Strict):
     uri: str | None = None
 
 
+class WarmStart(_Strict):
+    """An earlier search whose finished trials seed this one's study (``search._warmstart``).
+
+    Either its results folder, ``search`` (its name) under ``storage`` (default: this search's
+    results root), whose Optuna study is read; or its MLflow experiment, ``experiment`` at ``tracking``
+    (default: this search's tracking URI), whose child runs are read.
+    """
+
+    search: str | None = None
+    storage: str | None = None
+    experiment: str | None = None
+    tracking: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> WarmStart:
+        if (self.search is None) == (self.experiment is None):
+            raise ValueError("exactly one of search (a results folder's search, with storage) or experiment "
+                             "(an MLflow experiment, with tracking) expected")
+        if self.search is None and self.storage is not None:
+            raise ValueError("storage goes with search, not with experiment (use tracking)")
+        if self.experiment is None and self.tracking is not None:
+            raise ValueError("tracking goes with experiment, not with search (use storage)")
+        return self
+
+
 class Spec(_Strict):
     """A whole search file."""
 
@@ -121,3 +146,4 @@ class Spec(_Strict):
     data: Data = Field(default_factory=Data)
     storage: str | None = None
     tracking: Tracking = Field(default_factory=Tracking)
+    warm_start: WarmStart | None = None

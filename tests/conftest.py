@@ -1,4 +1,5 @@
-"""Shared fixtures: the PTB location and one Ray instance for the whole session."""
+"""Shared fixtures: the PTB location, one Ray instance, and (for the tests that use them) one PostgreSQL
+server and one MLflow server with logins on it, for the whole session."""
 
 from __future__ import annotations
 
@@ -31,3 +32,28 @@ def ray_session():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL server (Debian's, from a temporary folder; see tests/_servers.py)."""
+    from _servers import Postgres
+
+    server = Postgres().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def team_server(postgres, tmp_path_factory):
+    """`mlflow server --app-name basic-auth` on the session's PostgreSQL, with the login _servers.TEAM_USER."""
+    from _servers import TEAM_USER, MlflowAuth
+
+    server = MlflowAuth(postgres.create_database("mlflow"), postgres.create_database("mlflow_auth"),
+                        tmp_path_factory.mktemp("team_server"))
+    server.start()
+    try:
+        server.create_user(*TEAM_USER)
+        yield server
+    finally:
+        server.stop()

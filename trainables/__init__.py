@@ -1,14 +1,16 @@
 """What runs inside a trial: models, data, training loops and FLOP accounting.
 
 Knows nothing of Optuna, MLflow or the search package. ``REGISTRY[name]`` describes one trainable
-family (see ``Entry``); importing this package does not import torch.
+family (see ``Entry``): the built-in ones below, and those other installed packages declare under the
+entry-point group ``tunelab.trainables`` (see ``Registry``). Importing this package does not import torch.
 """
 
 import functools
 
 from trainables import metrics
+from trainables._config import config_dataclass, parse_config
 from trainables._errors import ConfigError, DataError
-from trainables._registry import Entry
+from trainables._registry import ENTRY_POINT_GROUP, Entry, Registry
 from trainables import arith as _arith
 from trainables.arith import config as _arith_config
 from trainables.flops import gpt_flops_per_token, rnn_flops_per_token, vit_flops_per_image
@@ -22,7 +24,7 @@ from trainables import tabular as _tabular
 from trainables.vit import config as _vit_config
 from trainables.vit import data as _vit_data
 
-REGISTRY: dict[str, Entry] = {
+_BUILTIN: dict[str, Entry] = {
     "rnn": Entry(
         name="rnn",
         config_cls=_rnn_config.RNNConfig,
@@ -83,7 +85,7 @@ REGISTRY: dict[str, Entry] = {
     ),
 }
 for _name, _bench in _tabular.BENCHMARKS.items():
-    REGISTRY[_name] = Entry(
+    _BUILTIN[_name] = Entry(
         name=_name,
         config_cls=_tabular.CONFIGS[_name],
         train_module="trainables.tabular",
@@ -92,5 +94,9 @@ for _name, _bench in _tabular.BENCHMARKS.items():
         data_loader=functools.partial(_tabular.load_data, _name),
         summarize=functools.partial(_tabular.summary, _bench),
     )
+REGISTRY: Registry = Registry(_BUILTIN)  # plus the plugins, loaded on first use
 
-__all__ = ["REGISTRY", "Entry", "ConfigError", "DataError", "metrics"]
+# config_dataclass and parse_config are public for the plugins: a lab's trainable declares its config
+# the way the built-in ones do.
+__all__ = ["ENTRY_POINT_GROUP", "REGISTRY", "ConfigError", "DataError", "Entry", "Registry", "config_dataclass",
+           "metrics", "parse_config"]

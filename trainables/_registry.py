@@ -1,17 +1,32 @@
-"""What the search needs to know about each trainable, without importing torch.
+"""What the search needs to know about each trainable, without importing torch; and the registry of them.
 
 The trainable function itself is imported on first use (``Entry.trainable``), so loading and
 validating a search file stays light; everything else here is torch-free.
+
+``Registry`` maps names to entries: the built-in ones, and those other installed packages declare
+under the entry-point group ``tunelab.trainables`` (a lab's own models), e.g. in its pyproject.toml::
+
+    [project.entry-points."tunelab.trainables"]
+    mylm = "mylab.tunelab_entry:ENTRY"      # an Entry whose name is "mylm"
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable, Mapping
+import importlib.metadata
+import logging
+import threading
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from trainables import _config
+
+ENTRY_POINT_GROUP = "tunelab.trainables"
+BUILTIN = "built-in"
+log = logging.getLogger("trainables")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,3 +92,140 @@ class Entry:
     @property
     def trainable(self) -> Callable[..., None]:
         return importlib.import_module(self.train_module).train
+
+
+class Registry(Mapping[str, Entry]):
+    """The trainables a search file can name: the built-in entries, then the plugins.
+
+    Plugins are the entry points of group ``tunelab.trainables`` of every installed distribution (found
+    with ``importlib.metadata``); each names an ``Entry`` whose ``name`` is the entry point's. They are
+    loaded on first use of the mapping, once. A plugin that cannot be loaded (its import fails, it is
+    not an ``Entry``, its name is taken) is left out and reported once, in one line naming it (a
+    warning on the ``trainables`` logger, kept in ``broken``); the others load.
+
+    Args:
+        builtin: the entries of this package, by name.
+        group: the entry-point group to read.
+    """
+
+    def __init__(self, builtin: Mapping[str, Entry], group: str = ENTRY_POINT_GROUP):
+        self._builtin = dict(builtin)
+        self._group = group
+        self._entries: dict[str, Entry] | None = None
+        self._origins: dict[str, str] = {}
+        self._broken: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def _all(self) -> dict[str, Entry]:
+        if self._entries is None:
+            with self._lock:
+                if self._entries is None:
+                    self._entries = self._load()
+        return self._entries
+
+    def _load(self) -> dict[str, Entry]:
+        entries = dict(self._builtin)
+        self._origins = {name: BUILTIN for name in entries}
+        for ep in importlib.metadata.entry_points(group=self._group):
+            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "an unknown distribution"
+            origin = f"plugin {ep.value} from {dist}"
+            try:
+                entry = self._plugin(ep, entries)
+            except Exception as exc:  # whatever the plugin's import raises, the others still load
+                reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+                self._broken[ep.name] = f"{origin}: {type(exc).__name__}: {reason}"
+                log.warning("tunelab: trainable plugin %r not loaded (%s)", ep.name, self._broken[ep.name])
+                continue
+            entries[ep.name] = entry
+            self._origins[ep.name] = origin
+        return entries
+
+    @staticmethod
+    def _plugin(ep: importlib.metadata.EntryPoint, taken: Mapping[str, Entry]) -> Entry:
+        if ep.name in taken:
+            raise ValueError(f"the name {ep.name!r} is taken by another trainable")
+        entry = ep.load()
+        if not isinstance(entry, Entry):
+            raise TypeError(f"{ep.value} is a {type(entry).__name__}, not a trainables.Entry")
+        if entry.name != ep.name:
+            raise ValueError(f"the entry point is named {ep.name!r} but its Entry {entry.name!r}")
+        return entry
+
+    def __getitem__(self, name: str) -> Entry:
+        return self._all()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def origin(self, name: str) -> str:
+        """Where trainable ``name`` comes from: "built-in", or the plugin's entry point and distribution."""
+        self._all()
+        return self._origins[name]
+
+    @property
+    def broken(self) -> dict[str, str]:
+        """Plugins that could not be loaded: name -> why, one line each."""
+        self._all()
+        return dict(self._broken)
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """What ``tunelab trainables`` lists for one trainable: parameters with types and defaults,
+        constraint names, default resources, origin."""
+        entry = self[name]
+        fields = entry.config_cls.__pydantic_fields__
+        defaults = entry.defaults()
+        return {
+            "name": name,
+            "origin": self.origin(name),
+            "parameters": [{"name": p, "type": _type_name(fields[p].annotation, fields[p].metadata),
+                            "default": defaults[p]}
+                           for p in entry.parameters],
+            "constraints": list(entry.constraint_names),
+            "resources": dict(entry.resources),
+        }
+
+    def listing(self) -> str:
+        """Every trainable as text: a line naming it, then one line per parameter (name, type, default)."""
+        blocks = []
+        for name in sorted(self):
+            d = self.describe(name)
+            lines = [f"{name}  ({d['origin']}; constraints: {', '.join(d['constraints']) or 'none'}; "
+                     f"resources: {d['resources']})"]
+            name_w = max((len(p["name"]) for p in d["parameters"]), default=0)
+            type_w = max((len(p["type"]) for p in d["parameters"]), default=0)
+            for p in d["parameters"]:
+                big = isinstance(p["default"], float) and abs(p["default"]) >= 1e6
+                default = f"{p['default']:g}" if big else repr(p["default"])  # 1e+15, not 1000000000000000.0
+                lines.append(f"  {p['name']:<{name_w}}  {p['type']:<{type_w}}  {default}")
+            blocks.append("\n".join(lines))
+        return "\n\n".join(blocks)
+
+
+def _type_name(annotation: Any, metadata: list | tuple = ()) -> str:
+    """A parameter's type as a reader writes it: ``int > 0``, ``float >= 1 | None``, ``'pre' | 'post'``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _type_name(args[0], [*metadata, *args[1:]])
+    if origin is typing.Literal:
+        text = " | ".join(repr(a) for a in args)
+    elif origin in (typing.Union, types.UnionType):
+        text = " | ".join(_type_name(a) for a in args if a is not type(None))
+        text += " | None" if type(None) in args else ""
+        return text if not metadata else f"({text}){_bounds(metadata)}"
+    else:
+        text = annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+    return text + _bounds(metadata)
+
+
+def _bounds(metadata) -> str:
+    """The bounds among pydantic/annotated-types metadata (``Gt(gt=0)``, a FieldInfo holding some)."""
+    out = []
+    for m in metadata:
+        for inner in getattr(m, "metadata", None) or [m]:
+            for attr, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+                if getattr(inner, attr, None) is not None:
+                    out.append(f"{op} {getattr(inner, attr)}")
+    return " " + ", ".join(out) if out else ""

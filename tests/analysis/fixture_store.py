@@ -136,12 +136,13 @@ def _parent(client, exp_id, name, trainable, metric, counts, start, scheduler="a
     return run.info.run_id
 
 
-def build_store(root: Path) -> Store:
-    """Write the fixture experiments into ``root/mlflow.db`` (artifacts under ``root/mlartifacts``)."""
+def build_store(root: Path, uri: str | None = None) -> Store:
+    """Write the fixture experiments into ``uri`` (default ``root/mlflow.db``; artifacts under
+    ``root/mlartifacts``)."""
     from mlflow.tracking import MlflowClient
 
     root.mkdir(parents=True, exist_ok=True)
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    uri = uri or f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
     art = (root / "mlartifacts").resolve().as_uri()
 

@@ -116,8 +116,7 @@ def test_dashboard_and_mlflow_listen_on_loopback_only(prepared):
     hosts = re.findall(r"(?:--host|-h)[= ](\S+)", servers[0])
     assert [h.strip("'\"") for h in hosts] == [LOOPBACK]
     assert re.search(r"--port[= ]5000\b", servers[0])
-    # SQLite on the head's disk; artifacts served by the same server from the head's disk.
-    assert re.search(r"--backend-store-uri[= ]\S*sqlite:///", servers[0])
+    # Artifacts served by the same server from the head's disk (the runs: see the test below).
     assert re.search(r"--artifacts-destination[= ]\S*\$HOME/", servers[0])
     assert not [c for c in _commands(prepared, "worker_setup_commands", "worker_start_ray_commands")
                 if "mlflow" in c]
@@ -187,3 +186,26 @@ def test_security_group_opens_nothing_but_ssh(prepared):
     for name, node_type in prepared["available_node_types"].items():
         # A group of one's own would bypass the rules above; this file leaves the group to Ray.
         assert "SecurityGroupIds" not in node_type["node_config"], name
+
+
+def test_mlflow_keeps_its_runs_in_postgresql_and_asks_for_logins(prepared):
+    setup = _commands(prepared, "head_setup_commands")
+    (start,) = [c for c in _commands(prepared, "head_start_ray_commands") if "mlflow server" in c]
+    server = start.split("mlflow server", 1)[1]
+    # Debian/Ubuntu's PostgreSQL, installed only if missing (each setup line runs again on `ray up`).
+    assert any(re.search(r"dpkg -s postgresql .*\|\|.*apt-get install -y -qq postgresql", c) for c in setup)
+    # Runs and users in two databases on the Unix socket (peer authentication: no password anywhere).
+    assert re.search(r'--backend-store-uri[= ]"?postgresql:///mlflow\?host=/var/run/postgresql', server)
+    assert any("createdb" in c and "mlflow mlflow_auth" in c for c in setup)
+    (ini,) = [c for c in setup if "basic_auth.ini" in c]
+    assert "database_uri = postgresql:///mlflow_auth?host=/var/run/postgresql" in ini
+    assert not any(re.search(r"postgresql://[^/\s]*:[^@\s]*@", c) for c in _commands(prepared))
+    # PostgreSQL keeps Debian's default, localhost only: nothing here widens listen_addresses.
+    assert not any("listen_addresses" in c or "pg_hba" in c for c in _commands(prepared))
+    # MLflow's basic-auth app, configured by the file above; the admin's password is drawn on the head,
+    # never written in this file.
+    assert re.search(r"--app-name[= ]basic-auth\b", server)
+    assert 'MLFLOW_AUTH_CONFIG_PATH="$HOME/mlflow/basic_auth.ini"' in start
+    assert 'MLFLOW_AUTH_ADMIN_PASSWORD="$(cat ~/mlflow/admin_password)"' in start
+    assert any("test -s ~/mlflow/admin_password ||" in c and "umask 077" in c for c in setup)
+    assert "admin_password =" not in " ".join(setup)

@@ -28,6 +28,20 @@ from trainables import metrics
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[2]
+ANYWHERE = """\
+# A search file kept outside the project (tests/search/test_jobs.py): its text travels with the job.
+name: job-anywhere
+trainable: synthetic
+metric: val_loss
+mode: min
+fixed: {epochs: 2}
+space:
+  x: {uniform: [-1.0, 1.0]}
+scheduler: {name: fifo}
+budget: {trials: 2, max_concurrent: 2}
+data: {corpus: none, dir: DATA_DIR}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +95,9 @@ def _http_status(url: str, token: str | None) -> int:
         return 0
 
 
-def _tunelab(env, *args, check=True) -> subprocess.CompletedProcess:
+def _tunelab(env, *args, check=True, cwd=None) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, "-m", "search.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, cwd=cwd)
     if check:
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return proc
@@ -154,14 +168,51 @@ def test_a_bad_search_file_is_refused_before_anything_is_sent(head, tmp_path):
     proc = _tunelab(env, "submit", str(bad), "--address", address, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and str(bad) in proc.stderr and "trainable" in proc.stderr
-    outside = tmp_path / "outside.yaml"
-    shutil.copy("spaces/ptb_smoke.yaml", outside)
-    proc = _tunelab(env, "submit", str(outside), "--address", address, check=False)
-    assert proc.returncode == 2 and "inside the project folder" in proc.stderr
+    # A data folder given relative to where tunelab runs, outside what is sent, cannot travel.
+    (tmp_path / "ptb").mkdir()
+    local = tmp_path / "local.yaml"
+    local.write_text(ANYWHERE.replace("DATA_DIR", "ptb"))
+    proc = _tunelab({**env, "PYTHONPATH": str(ROOT)}, "submit", str(local), "--address", address, check=False,
+                    cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert f"{local}: data.dir: 'ptb' ({tmp_path / 'ptb'}) cannot travel with the job" in proc.stderr
     assert _jobs_listed(address, env["RAY_AUTH_TOKEN"]) == before
+
+
+def test_a_search_file_from_any_folder_travels_with_the_job(head, tmp_path):
+    address, env = head
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    # data.dir relative to where tunelab runs, inside the project folder: the job gets it relative to its
+    # copy of the project (here `spaces`), which it must find for the search file to load there.
+    text = ANYWHERE.replace("DATA_DIR", os.path.relpath(ROOT / "spaces", folder))
+    (folder / "my_search.yaml").write_text(text)
+    storage = tmp_path / "runs"
+    job_id = _tunelab({**env, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_USERNAME": "alice"}, "submit",
+                      "my_search.yaml", "--address", address, "--storage", str(storage), cwd=folder).stdout.strip()
+    info = _wait_for(env, address, job_id, {"SUCCEEDED", "FAILED", "STOPPED"})
+    assert info["status"] == "SUCCEEDED", _tunelab(env, "logs", job_id, "--address", address).stdout[-3000:]
+    job_env = _job_info(address, env["RAY_AUTH_TOKEN"], job_id)["runtime_env"]["env_vars"]
+    assert job_env["TUNELAB_SEARCH_TEXT"] == text and job_env["MLFLOW_TRACKING_USERNAME"] == "alice"
+
+    state = json.loads((storage / "job-anywhere" / "tunelab.json").read_text())
+    client = _tracking.client_for(f"sqlite:///{storage / 'mlflow.db'}")
+    assert len(_tracking.children(client, state["experiment_id"], state["parent_run_id"])) == 2
+    parent = state["parent_run_id"]
+    (tmp_path / "artifact").mkdir()
+    logged = client.download_artifacts(parent, "search/my_search.yaml", str(tmp_path / "artifact"))
+    assert Path(logged).read_text() == text  # the file as written here, run there
+    resolved = (storage / "job-anywhere" / "search.yaml").read_text()
+    assert "dir: spaces" in resolved
 
 
 def _jobs_listed(address: str, token: str) -> int:
     req = urllib.request.Request(f"{address}/api/jobs/", headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(req, timeout=10) as r:
         return len(json.load(r))
+
+
+def _job_info(address: str, token: str, job_id: str) -> dict:
+    req = urllib.request.Request(f"{address}/api/jobs/{job_id}", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.load(r)

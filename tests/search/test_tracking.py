@@ -212,3 +212,15 @@ def test_the_parent_gets_one_progress_step_per_ended_trial_and_each_child_a_desc
     assert [(m.step, m.value) for m in client.get_metric_history(parent, "search_trial_s")][-1] == (4, 13.0)
     assert {r.info.run_name for r in _tracking.children(client, exp, parent)} >= {"t000 lr=0.1 cell=gru",
                                                                                   "t003 lr=0.2 cell=lstm"}
+
+
+def test_a_tracking_uri_mlflow_cannot_use_is_exit_2_naming_it_and_nothing_is_written(tmp_path, capsys):
+    from search.cli import main
+
+    load = str(__import__("spaces").CATALOGUE / "synthetic_load.yaml")
+    assert main(["run", load, "--set", "tracking.uri=ftp://x", "--storage", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    assert err.startswith(f"tunelab: error: {load}: tracking.uri: cannot use MLflow at ftp://x: MLflow has no "
+                          "store for the scheme 'ftp'; expected one of sqlite:///PATH, postgresql://"), err
+    assert not (tmp_path / "runs").exists()
