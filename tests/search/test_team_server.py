@@ -17,7 +17,7 @@ import analysis
 import search
 import spaces
 from search import _tracking
-from search._run import sync
+from search import sync
 from search.cli import main
 from trainables import metrics
 

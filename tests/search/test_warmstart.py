@@ -18,7 +18,7 @@ from optuna.trial import TrialState, create_trial
 import search
 import spaces
 from search import _tracking, _warmstart
-from search._run import SEARCH_FILE, STUDY_FILE, load_study
+from search._paths import SEARCH_FILE, STUDY_FILE, load_study
 from search._searcher import REASON_ATTR, STATUS_ATTR, open_storage
 from search.cli import main
 from trainables import metrics
