@@ -1,7 +1,7 @@
 """Search efficiency: how much compute each search method needs to find a good config, on benchmarks
 whose every config's outcome is known.
 
-    python bench/search_efficiency.py --quick          # 1 tabular (+ the curve benchmark once it exists), 5 seeds
+    python bench/search_efficiency.py --quick          # 1 tabular and the curve benchmark, 5 seeds
     python bench/search_efficiency.py                  # every benchmark's held-out datasets, 10 seeds, 100 trials
     python bench/search_efficiency.py --datasets dev   # the development datasets (where defaults are chosen)
     python bench/search_efficiency.py --quick --seeds 2 --trials 8     # the smoke test
@@ -60,7 +60,7 @@ import analysis
 import search
 import spaces
 import trainables
-from trainables import metrics, tabular
+from trainables import curves, metrics, tabular
 
 ROOT = Path(__file__).resolve().parents[1]
 FRACTIONS = (0.25, 0.5, 1.0)
@@ -147,10 +147,28 @@ EVAL = {
     "hpolib": ("protein_structure", "slice_localization"),
     "nasbench201": ("cifar100", "imagenet"),
 }
-# The curve benchmark (bench/curve_bank.py and the `curves` trainable) joins here once it exists: an
-# entry like Benchmark("curves/gpt", "spaces/bench_curves_gpt.yaml", (), curve_truth, cost=metrics.FLOPS,
-# multi_fidelity=True), with curve_truth(search) -> Truth over the bank's configs.
-CURVES: list[Benchmark] = []
+
+
+def curve_truth(s: spaces.Search) -> Truth:
+    """The truth of a curve benchmark: each configuration's final metric, averaged over its recorded
+    seeds (the bank's curves, as the ``curves`` trainable replays them)."""
+    bank = curves.load_data(s.spec.data.model_dump())[s.base_config["bank"]]
+    keys = sorted(bank.curves)
+    means = np.array([np.mean([c[-1][s.spec.metric] for c in bank.curves[k]]) for k in keys])
+    row = {k: i for i, k in enumerate(keys)}
+    names = list(curves.BANKS[bank.name])
+
+    def locate(params: Mapping[str, Any]) -> int:
+        cfg = curves.CurvesConfig(bank=bank.name, **{n: params[n] for n in names if n in params})
+        return row[bank.snap(cfg.point())]
+
+    return Truth(means, locate, s.spec.mode)
+
+
+# Curve benchmarks: real multi-fidelity curves recorded by bench/curve_bank.py, replayed by the `curves`
+# trainable; a trial's compute is its FLOPs (the recorded wall time is that of a shared machine).
+CURVES = [Benchmark("curves/gpt_shakespeare_char", "spaces/bench_curves_gpt.yaml", (), curve_truth,
+                    cost=metrics.FLOPS, multi_fidelity=True)]
 QUICK_TABULAR = "hpolib/protein_structure"
 
 
