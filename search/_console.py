@@ -102,7 +102,7 @@ def _loggers_to(log: TextIO, console: TextIO) -> Iterator[None]:
         for handler in logging.getLogger(name).handlers:
             if type(handler) is logging.StreamHandler:  # not files, not others' capture handlers
                 moved.append((handler, handler.stream))
-                handler.setStream(log)
+                _set_stream(handler, log)
     own = logging.StreamHandler(console)
     own.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     for name in _OWN_LOGGERS:
@@ -113,7 +113,16 @@ def _loggers_to(log: TextIO, console: TextIO) -> Iterator[None]:
         for name in _OWN_LOGGERS:
             logging.getLogger(name).removeHandler(own)
         for handler, stream in moved:
-            handler.setStream(stream)
+            _set_stream(handler, stream)
+
+
+def _set_stream(handler: logging.StreamHandler, stream: TextIO) -> None:
+    # setStream flushes the old stream first, which raises if a caller closed it (a file that an
+    # earlier search's output was redirected to, as bench/search_efficiency.py does per search).
+    if getattr(handler.stream, "closed", False):
+        handler.stream = stream
+    else:
+        handler.setStream(stream)
 
 
 class LiveConsole(Callback):
