@@ -7,7 +7,7 @@ type raises here, before any tensor is made. Defaults live in the dataclass and 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import pydantic
@@ -59,3 +59,20 @@ def window(name: str, value: float, bound: Any, fmt: str) -> str | None:
     if lo <= value <= hi:
         return None
     return f"{name} {fmt.format(value)} outside [{fmt.format(lo)}, {fmt.format(hi)}]"
+
+
+def first_violation(trainable: str, constraints: Mapping[str, Any],
+                    rules: Mapping[str, Callable[[Any], str | None]]) -> str | None:
+    """Why a config breaks the first of a search file's ``constraints`` it breaks, or None.
+
+    Args:
+        trainable: the family's name (for an unknown constraint's message).
+        constraints: the search file's ``constraints:``, name -> bound.
+        rules: every constraint the family knows, name -> ``bound -> reason or None``.
+    """
+    for name, bound in constraints.items():
+        rule = rules.get(name)
+        reason = rule(bound) if rule else f"unknown constraint {name!r}; the {trainable} trainable knows {', '.join(rules)}"
+        if reason:
+            return reason
+    return None

@@ -16,6 +16,7 @@ import trainables.arith.train as arith_train
 from trainables import REGISTRY, metrics
 from trainables._report import ARTIFACTS
 from trainables.arith.config import ATTENTION_ARTIFACT
+from _ray_resume import straight_and_crashed
 
 pytestmark = pytest.mark.slow  # every test here trains
 
@@ -152,43 +153,11 @@ def test_out_of_memory_while_training_ends_the_trial_with_a_report(monkeypatch):
 def tuned(ray_session, tmp_path_factory):
     """One Tuner, two trials of the GPT: ``straight`` runs through; ``crash`` raises right after its
     step-20 report on its first attempt, and Ray restores it from that checkpoint."""
-    from ray import tune
-
-    def flaky_train(config, data=None):
-        import trainables.arith.train as trainable
-
-        config = dict(config)
-        variant, marker = config.pop("_variant"), Path(config.pop("_marker"))
-        real_report = trainable.report
-
-        def report_then_fail(metrics_, state=None):
-            real_report(metrics_, state)
-            if variant == "crash" and metrics_["optimizer_steps"] == 20 and not marker.exists():
-                marker.write_text("failed once")
-                raise RuntimeError("injected failure after the step-20 report")
-
-        trainable.report = report_then_fail
-        try:
-            trainable.train(config, data)
-        finally:
-            trainable.report = real_report
-
-    tmp = tmp_path_factory.mktemp("arith_ray")
-    marker = tmp / "failed_once"
-    tuner = tune.Tuner(
-        tune.with_resources(flaky_train, {"cpu": 1}),
-        param_space={**TINY, "model": "gpt", "_variant": tune.grid_search(["straight", "crash"]), "_marker": str(marker)},
-        run_config=tune.RunConfig(name="arith_resume", storage_path=str(tmp / "ray"),
-                                  failure_config=tune.FailureConfig(max_failures=1), verbose=0),
-    )
-    return marker, {r.config["_variant"]: r for r in tuner.fit()}
-
+    return straight_and_crashed("trainables.arith.train", {**TINY, "model": "gpt"}, None,
+                                tmp_path_factory.mktemp("arith_ray"), crash_after=1)
 
 def test_resume_through_ray_tune_is_exact(tuned, gpt):
-    marker, results = tuned
-    assert marker.exists(), "the injected failure never happened"
-    straight, resumed = results["straight"], results["crash"]
-    assert straight.error is None and resumed.error is None
+    straight, resumed = tuned["straight"], tuned["crash"]
     a, b, local = straight.metrics, resumed.metrics, gpt[-1][0]
     for key in (metrics.VAL_LOSS, metrics.TRAIN_LOSS, metrics.PARAM_NORM, metrics.STEP, metrics.FLOPS,
                 metrics.COMPUTE, *metrics.T_F.values(), metrics.LOSS_DELTA_T):

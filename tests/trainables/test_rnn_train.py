@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ from trainables import REGISTRY, metrics
 from trainables._errors import ConfigError
 from trainables.rnn.config import RNNConfig
 from trainables.rnn.data import load_data
+from _ray_resume import straight_and_crashed
 
 pytestmark = pytest.mark.slow  # every test here trains
 
@@ -129,49 +129,11 @@ def test_config_errors_before_training(corpus):
 def tuned(ray_session, corpus, tmp_path_factory):
     """One Tuner, three trials: ``straight`` runs 4 epochs; ``crash`` raises right after its epoch-2
     report on its first attempt and Ray restores it from that checkpoint; ``diverge`` has a huge lr."""
-    from ray import tune
-
-    def flaky_train(config, data=None):
-        # Test-local wrapper: pops its own keys and makes the trainable's report raise once.
-        import trainables.rnn.train as trainable
-
-        config = dict(config)
-        variant, marker = config.pop("_variant"), Path(config.pop("_marker"))
-        if variant == "diverge":
-            config.update(lr=1e4, clip=0.0)
-        real_report = trainable.report
-
-        def report_then_fail(metrics_, state=None):
-            real_report(metrics_, state)
-            if variant == "crash" and metrics_["epoch"] == 2 and not marker.exists():
-                marker.write_text("failed once")
-                raise RuntimeError("injected failure after the epoch-2 report")
-
-        trainable.report = report_then_fail
-        try:
-            trainable.train(config, data)
-        finally:
-            trainable.report = real_report
-
-    tmp = tmp_path_factory.mktemp("rnn_ray")
-    marker = tmp / "failed_once"
-    tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(flaky_train, data=corpus), {"cpu": 1}),
-        param_space={**TINY, "_variant": tune.grid_search(["straight", "crash", "diverge"]), "_marker": str(marker)},
-        run_config=tune.RunConfig(
-            name="rnn_resume", storage_path=str(tmp / "ray"),
-            failure_config=tune.FailureConfig(max_failures=1), verbose=0,
-        ),
-    )
-    results = tuner.fit()
-    return marker, {r.config["_variant"]: r for r in results}
-
+    return straight_and_crashed("trainables.rnn.train", TINY, corpus, tmp_path_factory.mktemp("rnn_ray"),
+                                crash_after=2, updates={"diverge": {"lr": 1e4, "clip": 0.0}})
 
 def test_resume_through_ray_tune_is_exact(tuned):
-    marker, results = tuned
-    assert marker.exists(), "the injected failure never happened"
-    straight, resumed = results["straight"], results["crash"]
-    assert straight.error is None and resumed.error is None
+    straight, resumed = tuned["straight"], tuned["crash"]
     a, b = straight.metrics, resumed.metrics
     assert a[metrics.EPOCH] == b[metrics.EPOCH] == 4 and a[metrics.FINISHED] == b[metrics.FINISHED] == 1
     assert b[metrics.VAL_PPL] == pytest.approx(a[metrics.VAL_PPL], abs=1e-6)
@@ -186,8 +148,7 @@ def test_resume_through_ray_tune_is_exact(tuned):
 
 
 def test_divergence_through_ray_tune(tuned):
-    _, results = tuned
-    diverged = results["diverge"]
+    diverged = tuned["diverge"]
     assert diverged.error is None
     assert diverged.metrics[metrics.DIVERGED] == 1 and diverged.metrics[metrics.FINISHED] == 0
     assert metrics.final_status(diverged.metrics) == metrics.STATUS_DIVERGED

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ import trainables.vit.train as vit_train
 from trainables import REGISTRY, metrics
 from trainables._errors import ConfigError, DataError
 from trainables.vit.data import load_digits
+from _ray_resume import straight_and_crashed
 
 pytestmark = pytest.mark.slow  # every test here trains
 
@@ -138,46 +138,8 @@ def test_resume_in_process_is_exact(monkeypatch, digits):
 
 
 def test_resume_through_ray_tune_is_exact(ray_session, digits, tmp_path):
-    """Two trials in one Tuner: one runs straight; the other raises right after its 2nd report on its
-    first attempt and is restored by Ray from that checkpoint. Both must end identically."""
-    from ray import tune
-
-    def flaky_train(config, data=None):
-        # Test-local wrapper: pops its own key, and makes the trainable's report raise once.
-        import trainables._report as _report
-        import trainables.vit.train as trainable
-
-        config = dict(config)
-        marker = config.pop("_marker")
-        calls = []
-
-        def report_then_fail(metrics_, state=None):
-            _report.report(metrics_, state)
-            calls.append(1)
-            if marker and len(calls) == 2 and not Path(marker).exists():
-                Path(marker).write_text("failed once")
-                raise RuntimeError("injected failure after the 2nd report")
-
-        trainable.report = report_then_fail
-        try:
-            trainable.train(config, data)
-        finally:
-            trainable.report = _report.report
-
-    marker = tmp_path / "failed_once"
-    tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(flaky_train, data=digits), {"cpu": 1}),
-        param_space={**TINY, "_marker": tune.grid_search([None, str(marker)])},
-        run_config=tune.RunConfig(
-            name="vit_resume", storage_path=str(tmp_path / "ray"),
-            failure_config=tune.FailureConfig(max_failures=1), verbose=0,
-        ),
-    )
-    results = tuner.fit()
-    assert marker.exists(), "the injected failure never happened"
-    by_marker = {r.config["_marker"]: r for r in results}
-    straight, resumed = by_marker[None], by_marker[str(marker)]
-    assert straight.error is None and resumed.error is None
+    results = straight_and_crashed("trainables.vit.train", TINY, digits, tmp_path, crash_after=2)
+    straight, resumed = results["straight"], results["crash"]
     for r in (straight, resumed):
         assert r.metrics[metrics.EPOCH] == 3 and r.metrics[metrics.FINISHED] == 1
         assert r.metrics["training_iteration"] == 3

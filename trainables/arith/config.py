@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from trainables._config import config_dataclass, window
+from trainables._config import config_dataclass, first_violation, window
 from trainables.flops import gpt_flops_per_token, rnn_flops_per_token
 from trainables.gpt import config as gpt_config
 from trainables.rnn import config as rnn_config_module
@@ -254,11 +254,6 @@ def check(cfg: ArithConfig, constraints: Mapping[str, Any]) -> str | None:
         cfg: a parsed config.
         constraints: name -> bound.
     """
-    for name, bound in constraints.items():
-        if name == "params":
-            reason = window(name, param_count(cfg), bound, "{:,}")
-        else:
-            reason = f"unknown constraint {name!r}; the arith trainable knows {', '.join(CONSTRAINTS)}"
-        if reason:
-            return reason
-    return None
+    return first_violation("arith", constraints, {
+        "params": lambda bound: window("params", param_count(cfg), bound, "{:,}"),
+    })

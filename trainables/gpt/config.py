@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from trainables._config import config_dataclass, window
+from trainables._config import config_dataclass, first_violation, window
 from trainables.flops import gpt_flops_per_token, gpt_mlp_width
 
 PosInt = Annotated[int, Field(gt=0)]
@@ -369,22 +369,17 @@ def check(cfg: GPTConfig, constraints: Mapping[str, Any]) -> str | None:
         cfg: a parsed config.
         constraints: name -> bound.
     """
-    for name, bound in constraints.items():
-        if name == "model_mb":
-            reason = window(name, model_mb(cfg), bound, "{:.1f}")
-        elif name == "params":
-            reason = window(name, param_count(cfg), bound, "{:,}")
-        elif name == "memory_mb":
-            est = memory_estimate_mb(cfg)
-            reason = f"memory estimate {est:.0f} MB exceeds memory_mb={bound}" if est > float(bound) else None
-        elif name == "gpu_memory":
-            reason = _gpu_memory(cfg, float(bound))
-        else:
-            reason = f"unknown constraint {name!r}; the gpt trainable knows {', '.join(CONSTRAINTS)}"
-        if reason:
-            return reason
-    return None
+    return first_violation("gpt", constraints, {
+        "model_mb": lambda bound: window("model_mb", model_mb(cfg), bound, "{:.1f}"),
+        "params": lambda bound: window("params", param_count(cfg), bound, "{:,}"),
+        "memory_mb": lambda bound: _memory_mb(cfg, float(bound)),
+        "gpu_memory": lambda bound: _gpu_memory(cfg, float(bound)),
+    })
 
+
+def _memory_mb(cfg: GPTConfig, bound: float) -> str | None:
+    est = memory_estimate_mb(cfg)
+    return f"memory estimate {est:.0f} MB exceeds memory_mb={bound:g}" if est > bound else None
 
 
 def _gpu_memory(cfg: GPTConfig, fraction: float) -> str | None:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from trainables._config import config_dataclass, window
+from trainables._config import config_dataclass, first_violation, window
 
 PosInt = Annotated[int, Field(gt=0)]
 PosFloat = Annotated[float, Field(gt=0)]
@@ -170,14 +170,8 @@ def check(cfg: RNNConfig, constraints: Mapping[str, Any]) -> str | None:
         cfg: a parsed config.
         constraints: name -> bound.
     """
-    for name, bound in constraints.items():
-        if name == "model_mb":
-            reason = window(name, model_mb(cfg), bound, "{:.2f}")
-        elif name == "params":
-            reason = window(name, param_count(cfg), bound, "{:,.0f}")
-        else:
-            reason = f"unknown constraint {name!r}; the rnn trainable knows {', '.join(CONSTRAINTS)}"
-        if reason:
-            return reason
-    return None
+    return first_violation("rnn", constraints, {
+        "model_mb": lambda bound: window("model_mb", model_mb(cfg), bound, "{:.2f}"),
+        "params": lambda bound: window("params", param_count(cfg), bound, "{:,.0f}"),
+    })
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from trainables import _data
 from trainables._errors import DataError
 
 SPLITS = ("train", "valid", "test")
@@ -90,30 +91,18 @@ def load_data(data: Mapping[str, Any]) -> PTBData:
 
 
 def find_folder(explicit: str | os.PathLike | None) -> Path:
-    """The folder to read ptb.*.txt from, downloading into the cache if it comes to that.
+    """The folder to read ptb.*.txt from (``trainables._data.find_folder``), downloading into the
+    cache if it comes to that.
 
     Args:
         explicit: the search file's ``data.dir`` (must exist when given).
     """
-    if explicit is not None:
-        folder = Path(explicit).expanduser()
-        if not folder.is_dir():
-            raise DataError(f"data.dir: {folder} is not a folder")
-        return folder
-    env = os.environ.get("TUNELAB_DATA")
-    if env and (Path(env).expanduser() / "ptb").is_dir():
-        return Path(env).expanduser() / "ptb"
-    cache = cache_folder()
-    for split in SPLITS:
-        if not (cache / f"ptb.{split}.txt").is_file():
-            download(split, cache)
-    return cache
+    def fill(cache: Path) -> None:
+        for split in SPLITS:
+            if not (cache / f"ptb.{split}.txt").is_file():
+                download(split, cache)
 
-
-def cache_folder() -> Path:
-    """``$XDG_CACHE_HOME/tunelab/ptb``, ``~/.cache/tunelab/ptb`` by default."""
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root).expanduser() / "tunelab" / "ptb"
+    return _data.find_folder(explicit, "ptb", fill)
 
 
 def download(split: str, folder: Path) -> Path:

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from trainables._config import config_dataclass, window
+from trainables._config import config_dataclass, first_violation, window
 from trainables.flops import vit_flops_per_image
 from trainables.gpt.config import BlockConfig, block_param_count, layer_norm_param_count
 
@@ -192,13 +192,7 @@ def check(cfg: ViTConfig, constraints: Mapping[str, Any]) -> str | None:
         cfg: a parsed config.
         constraints: name -> bound.
     """
-    for name, bound in constraints.items():
-        if name == "model_mb":
-            reason = window(name, model_mb(cfg), bound, "{:.2f}")
-        elif name == "params":
-            reason = window(name, param_count(cfg), bound, "{:,.0f}")
-        else:
-            reason = f"unknown constraint {name!r}; the vit trainable knows {', '.join(CONSTRAINTS)}"
-        if reason:
-            return reason
-    return None
+    return first_violation("vit", constraints, {
+        "model_mb": lambda bound: window("model_mb", model_mb(cfg), bound, "{:.2f}"),
+        "params": lambda bound: window("params", param_count(cfg), bound, "{:,.0f}"),
+    })

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from trainables import _data
 from trainables._errors import DataError
 
 CORPORA = ("cifar10", "digits")
@@ -193,29 +194,17 @@ def read_meta(path: Path) -> tuple[str, ...]:
 
 
 def find_folder(explicit: str | os.PathLike | None) -> Path:
-    """The folder to read the CIFAR-10 batches from, downloading into the cache if it comes to that.
+    """The folder to read the CIFAR-10 batches from (``trainables._data.find_folder``), downloading
+    into the cache if it comes to that.
 
     Args:
         explicit: the search file's ``data.dir`` (must exist when given).
     """
-    if explicit is not None:
-        folder = Path(explicit).expanduser()
-        if not folder.is_dir():
-            raise DataError(f"data.dir: {folder} is not a folder")
-        return folder
-    env = os.environ.get("TUNELAB_DATA")
-    if env and (Path(env).expanduser() / "cifar10").is_dir():
-        return Path(env).expanduser() / "cifar10"
-    cache = cache_folder()
-    if not all((_batches_folder(cache) / name).is_file() for name in (*TRAIN_BATCHES, TEST_BATCH, META)):
-        download(cache)
-    return cache
+    def fill(cache: Path) -> None:
+        if not all((_batches_folder(cache) / name).is_file() for name in (*TRAIN_BATCHES, TEST_BATCH, META)):
+            download(cache)
 
-
-def cache_folder() -> Path:
-    """``$XDG_CACHE_HOME/tunelab/cifar10``, ``~/.cache/tunelab/cifar10`` by default."""
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root).expanduser() / "tunelab" / "cifar10"
+    return _data.find_folder(explicit, "cifar10", fill)
 
 
 def download(folder: Path, url: str | None = None, md5: str | None = None) -> None:

@@ -1,0 +1,38 @@
+"""Where a family's data folder is: the search file's ``data.dir``, else ``$TUNELAB_DATA/<name>``, else
+a per-user cache that the family fills by downloading."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from trainables._errors import DataError
+
+
+def find_folder(explicit: str | os.PathLike | None, name: str, fill: Callable[[Path], None]) -> Path:
+    """The folder to read a corpus from.
+
+    Args:
+        explicit: the search file's ``data.dir`` (must exist when given).
+        name: the corpus's folder name under ``$TUNELAB_DATA`` and the cache (``ptb``, ``cifar10``).
+        fill: downloads what the cache folder lacks (it is called on every lookup that reaches the
+            cache, and returns at once when nothing is missing).
+    """
+    if explicit is not None:
+        folder = Path(explicit).expanduser()
+        if not folder.is_dir():
+            raise DataError(f"data.dir: {folder} is not a folder")
+        return folder
+    env = os.environ.get("TUNELAB_DATA")
+    if env and (Path(env).expanduser() / name).is_dir():
+        return Path(env).expanduser() / name
+    cache = cache_folder(name)
+    fill(cache)
+    return cache
+
+
+def cache_folder(name: str) -> Path:
+    """``$XDG_CACHE_HOME/tunelab/<name>``, ``~/.cache/tunelab/<name>`` by default."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root).expanduser() / "tunelab" / name
