@@ -34,12 +34,14 @@ def _curve_bank():
 
 
 def _curves_by_run(runs, history, keys=curves.HISTORY_KEYS) -> dict[str, list[dict]]:
-    """run_id -> the run's reports in step order, as MLflow holds them."""
+    """run_id -> the run's reports in step order, as MLflow holds them (the 0/1 flags, which MLflow
+    holds once at the last step, 0 before it)."""
     out: dict[str, dict[int, dict]] = {}
     for run_id, key, step, value in zip(*(history.column(n).to_pylist() for n in ("run_id", "key", "step", "value"))):
         if key in keys:
             out.setdefault(run_id, {}).setdefault(step, {})[key] = value
-    return {r: [points[s] for s in sorted(points)] for r, points in out.items()}
+    flags = {k: 0 for k in keys if k in M.FLAGS}
+    return {r: [{**flags, **points[s]} for s in sorted(points)] for r, points in out.items()}
 
 
 @pytest.fixture(scope="module")
