@@ -100,6 +100,12 @@ def _gpu_probe() -> dict:
     }
 
 
+def _connect(cluster: Cluster) -> None:
+    # The driver joins the cluster itself: search.run then leaves Ray connected when it returns (it
+    # disconnects only from a Ray it started), and the state API still answers what ran where.
+    ray.init(address=cluster.address, configure_logging=False)
+
+
 def placement(cluster: Cluster, workdir: Path) -> dict:
     gpu = cluster.add_node(num_cpus=4, num_gpus=1)
     cpu = cluster.add_node(num_cpus=4)
@@ -107,6 +113,7 @@ def placement(cluster: Cluster, workdir: Path) -> dict:
     s = spaces.load(SMOKE, [*TINY_RNN, "epochs=2", "scheduler.name=fifo", "budget.trials=4",
                             "budget.max_concurrent=4", "resources.cpu=1", "resources.gpu=0.25",
                             f"storage={workdir}"])
+    _connect(cluster)
     outcome = search.run(s, address=cluster.address)
     return {
         "nodes": {"head": cluster.head_node.node_id, "gpu": gpu.node_id, "cpu": cpu.node_id},
@@ -151,6 +158,7 @@ def node_loss(cluster: Cluster, workdir: Path) -> dict:
 
     watcher = threading.Thread(target=kill_when_checkpointed, daemon=True)
     watcher.start()
+    _connect(cluster)
     outcome = search.run(s, address=cluster.address)
     watcher.join(timeout=5)
     return {
