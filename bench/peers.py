@@ -72,7 +72,7 @@ class GPTCase:
     batch: int
     dropout: float
     beta2: float = 0.99  # config/train_shakespeare_char.py
-    steps: int = 20
+    steps: int = 16
 
     @property
     def tokens(self) -> int:
@@ -93,8 +93,8 @@ class RNNCase:
     layers: int = 2
     bptt: int = 20
     batch: int = 20
-    window: int = 40  # batches per timed window (word_language_model's --log-interval)
-    windows: int = 5  # timed windows per run, after one warm-up window
+    window: int = 25  # batches per timed window (word_language_model's --log-interval)
+    windows: int = 3  # timed windows per run, after one warm-up window
 
     @property
     def tokens(self) -> int:
@@ -107,9 +107,9 @@ class RNNCase:
 
 CASES: dict[str, GPTCase | RNNCase] = {
     # nanoGPT README's CPU example ("baby GPT"), at batch 32.
-    "gpt-tiny": GPTCase("gpt-tiny", 4, 4, 128, 64, 32, dropout=0.0, steps=40),
+    "gpt-tiny": GPTCase("gpt-tiny", 4, 4, 128, 64, 32, dropout=0.0, steps=20),
     # config/train_shakespeare_char.py, at batch 12.
-    "gpt-char": GPTCase("gpt-char", 6, 6, 384, 256, 12, dropout=0.2, steps=12),
+    "gpt-char": GPTCase("gpt-char", 6, 6, 384, 256, 12, dropout=0.2, steps=8),
     "rnn-zaremba": RNNCase(),
 }
 
@@ -253,20 +253,60 @@ def ours_rnn(case: RNNCase) -> Callable[[], float]:
     return measure
 
 
+# --- our side in its own process, from this checkout or a baseline's ---------------------------------
+
+def measure_ours(name: str, tokens: Path | None, warmup: int) -> float:
+    """Median seconds per step of our trainable at ``CASES[name]`` (the ``--measure`` mode)."""
+    case = CASES[name]
+    if isinstance(case, GPTCase):
+        return ours_gpt(case, tokens)(warmup)
+    return ours_rnn(case)()
+
+
+def ours_process(root: Path, name: str, tokens: Path | None, warmup: int, threads: int) -> float:
+    """``measure_ours`` run by ``root``'s own trainables in a subprocess (as the peers run)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--measure", name, "--root", str(root),
+           f"--warmup={warmup}", f"--threads={threads}"] + ([f"--tokens={tokens}"] if tokens else [])
+    out = run_peer(cmd, root, threads)
+    return float(out.split()[-1])
+
+
+def baseline_checkout(rev: str, dest: Path) -> str:
+    """This repository's ``rev`` (its trainables) extracted into ``dest``; returns the commit."""
+    here = Path(__file__).resolve().parents[1]
+    commit = subprocess.run(["git", "-C", str(here), "rev-parse", rev], check=True, capture_output=True,
+                            text=True).stdout.strip()
+    archive = subprocess.run(["git", "-C", str(here), "archive", commit, "trainables"], check=True,
+                             capture_output=True).stdout
+    dest.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return commit
+
+
 # --- the table ------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (peer and ours each run once per round)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads on both sides")
-    p.add_argument("--warmup", type=int, default=5, help="GPT steps left out before timing (both sides)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (every side runs once per round)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads on every side")
+    p.add_argument("--warmup", type=int, default=3, help="GPT steps left out before timing (every side)")
     p.add_argument("--only", nargs="+", choices=list(CASES), default=list(CASES))
+    p.add_argument("--baseline", default=None, metavar="REV",
+                   help="also time this git revision's trainables (e.g. main), as a third side")
     p.add_argument("--nanogpt", type=Path, default=None, help="git directory with nanoGPT's pinned commit")
     p.add_argument("--examples", type=Path, default=None, help="git directory with pytorch/examples' pinned commit")
     p.add_argument("--data", type=Path, default=Path(os.environ.get("TUNELAB_DATA", "/work/shared/data")))
+    p.add_argument("--measure", choices=list(CASES), help=argparse.SUPPRESS)  # one side, in a subprocess
+    p.add_argument("--root", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--tokens", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.environ["TUNELAB_DATA"] = str(args.data)
+    if args.measure:
+        sys.path.insert(0, str(args.root))  # whose trainables we time
+        print(measure_ours(args.measure, args.tokens, args.warmup))
+        return
+    here = Path(__file__).resolve().parents[1]
     git_dirs = {"nanoGPT": args.nanogpt, "word_language_model": args.examples}
     for peer, (repo, _, _) in PEERS.items():
         mirror = MIRROR / repo.replace("/", "+") / "repo"
@@ -275,6 +315,15 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory(prefix="tunelab-peers-") as tmp:
         tmp = Path(tmp)
+        roots = {"ours": here}
+        ours_commit = subprocess.run(["git", "-C", str(here), "rev-parse", "--short=10", "HEAD"],
+                                     capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "trainables"],
+                               capture_output=True, text=True).stdout.strip()
+        labels = {"ours": f"ours @ {ours_commit}{'+' if dirty else ''}"}
+        if args.baseline:
+            roots["base"] = tmp / "baseline"
+            labels["base"] = f"{args.baseline} @ {baseline_checkout(args.baseline, roots['base'])[:10]}"
         commits, sides = {}, {}
         for name in args.only:
             case = CASES[name]
@@ -282,38 +331,45 @@ def main(argv: list[str] | None = None) -> None:
             root = tmp / name
             root.mkdir()
             commits[name] = (peer, checkout(peer, git_dirs[peer], root))
+            tokens = None
             if isinstance(case, GPTCase):
                 prepare_nanogpt(root, args.data, args.threads)
                 from trainables.gpt.tokens import prepare
-                prepare(args.data / "tinyshakespeare" / "input.txt", root / "tokens", "char")
-                sides[name] = (lambda r=root, c=case: nanogpt_step_s(r, c, args.warmup, args.threads),
-                               lambda f=ours_gpt(case, root / "tokens"): f(args.warmup))
+                tokens = root / "tokens"
+                prepare(args.data / "tinyshakespeare" / "input.txt", tokens, "char")
+                sides[name] = {"peer": lambda r=root, c=case: nanogpt_step_s(r, c, args.warmup, args.threads)}
             else:
                 folder = prepare_wlm(root, args.data, case)
-                sides[name] = (lambda r=root, f=folder, c=case: wlm_step_s(r, f, c, args.threads), ours_rnn(case))
+                sides[name] = {"peer": lambda r=root, f=folder, c=case: wlm_step_s(r, f, c, args.threads)}
+            for side, src in roots.items():
+                sides[name][side] = lambda s=src, n=name, t=tokens: ours_process(s, n, t, args.warmup, args.threads)
 
-        results = {name: {"peer": [], "ours": []} for name in args.only}
+        results = {name: {side: [] for side in sides[name]} for name in args.only}
         for r in range(args.rounds):
             for name in args.only:
-                peer_fn, ours_fn = sides[name]
-                order = [("peer", peer_fn), ("ours", ours_fn)]
+                order = list(sides[name].items())
                 for side, fn in order if r % 2 == 0 else order[::-1]:
                     results[name][side].append(fn())
-                pr, ou = results[name]["peer"][-1], results[name]["ours"][-1]
-                print(f"round {r + 1} {name}: peer {pr * 1e3:.1f} ms/step, ours {ou * 1e3:.1f} ms/step, "
-                      f"ours/peer {pr / ou:.3f}", file=sys.stderr, flush=True)
+                last = {side: v[-1] for side, v in results[name].items()}
+                print(f"round {r + 1} {name}: " + ", ".join(f"{k} {v * 1e3:.1f} ms/step" for k, v in last.items())
+                      + ", " + ", ".join(f"{k}/peer {last['peer'] / last[k]:.3f}" for k in roots),
+                      file=sys.stderr, flush=True)
 
     print(f"torch {torch.__version__}, {args.threads} threads, fp32 CPU, {args.rounds} interleaved rounds; "
-          "tokens/s from the median step time of each run, median over rounds")
+          "tokens/s from the median step time of each run, median over rounds; "
+          + "; ".join(f"{k} = {v}" for k, v in labels.items()))
     print()
-    print("| case | shape | peer @ commit | peer tok/s | ours tok/s | ours/peer | per round |")
-    print("|---|---|---|---:|---:|---:|---|")
+    head = "| case | shape | peer @ commit | peer tok/s |" + "".join(f" {k} tok/s | {k}/peer | per round |" for k in roots)
+    print(head)
+    print("|---|---|---|---:|" + "---:|---:|---|" * len(roots))
     for name in args.only:
         case, (peer, commit) = CASES[name], commits[name]
-        peer_s, ours_s = (statistics.median(results[name][k]) for k in ("peer", "ours"))
-        rounds = ", ".join(f"{pr / ou:.2f}" for pr, ou in zip(results[name]["peer"], results[name]["ours"]))
-        print(f"| {name} | {case.shape} | {peer} @ {commit[:10]} | {case.tokens / peer_s:,.0f} "
-              f"| {case.tokens / ours_s:,.0f} | {peer_s / ours_s:.3f} | {rounds} |")
+        med = {k: statistics.median(v) for k, v in results[name].items()}
+        row = f"| {name} | {case.shape} | {peer} @ {commit[:10]} | {case.tokens / med['peer']:,.0f} |"
+        for k in roots:
+            rounds = ", ".join(f"{pr / o:.2f}" for pr, o in zip(results[name]["peer"], results[name][k]))
+            row += f" {case.tokens / med[k]:,.0f} | {med['peer'] / med[k]:.3f} | {rounds} |"
+        print(row)
 
 
 if __name__ == "__main__":
