@@ -121,7 +121,7 @@ class Trial(_skeleton.Recipe):
                 loss = F.cross_entropy(logits.float(), result)
             loss.backward()
             if cfg.clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
+                _skeleton.clip_grad_norm(self.model, cfg.clip)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             losses.append(loss.detach())

@@ -110,7 +110,7 @@ class GPTConfig(ModelConfig):
             (the default is a budget; set ``flop_budget: null`` to give steps instead).
 
     Optimizer and schedule:
-        optimizer: adamw (decoupled decay; fused on CUDA), adam (L2 decay), sgd, momentum (SGD with
+        optimizer: adamw (decoupled decay; fused kernels), adam (L2 decay), sgd, momentum (SGD with
             ``momentum``). Weight decay applies to 2-D weights only.
         max_lr, min_lr: cosine schedule from max_lr (after warm-up) down to min_lr at the last step.
         lr_ratio: when set, the peak is lr_ratio × min_lr and max_lr is ignored (seed 003 searches

@@ -38,7 +38,7 @@ from trainables import metrics as M
 from trainables._config import parse_config
 from trainables._errors import ConfigError, DataError
 from trainables._report import load_state, report
-from trainables._skeleton import Interval, decay_groups, finite, ppl, set_lr
+from trainables._skeleton import Interval, clip_grad_norm, decay_groups, finite, ppl, set_lr
 from trainables.gpt.config import GPTConfig, eval_steps, param_count, params_nonembed
 from trainables.gpt.model import GPT
 from trainables.gpt.schedule import lr_at
@@ -194,7 +194,7 @@ def train_step(trial: Trial, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
         loss_sum += loss.detach().float()
         correct += (logits.detach().argmax(-1) == y).float().mean()
     if cfg.clip:
-        torch.nn.utils.clip_grad_norm_(trial.model.parameters(), cfg.clip)
+        clip_grad_norm(trial.model, cfg.clip)
     trial.optimizer.step()
     trial.optimizer.zero_grad(set_to_none=True)
     trial.progress.step += 1

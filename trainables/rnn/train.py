@@ -37,7 +37,7 @@ from trainables import metrics as M
 from trainables._config import parse_config
 from trainables._errors import ConfigError
 from trainables._report import load_state, report
-from trainables._skeleton import Interval, decay_groups, finite, ppl, set_lr
+from trainables._skeleton import Interval, clip_grad_norm, decay_groups, finite, ppl, set_lr
 from trainables.flops import rnn_flops_per_token
 from trainables.rnn.config import RNNConfig, param_count, params_nonembed
 from trainables.rnn.data import PTBData, batchify, load_data
@@ -190,7 +190,7 @@ def run_epoch(trial: Trial, lr: float) -> Interval:
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
         (loss * n).backward()  # Zaremba: summed over time, averaged over the batch
         if cfg.clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            clip_grad_norm(model, cfg.clip)
         trial.optimizer.step()
         trial.optimizer.zero_grad(set_to_none=True)
         batch_loss = loss.detach().double() * y.numel()

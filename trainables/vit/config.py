@@ -51,7 +51,7 @@ class ViTConfig(BlockConfig):
         batch_size: training images per optimizer step (the last batch of an epoch may be smaller).
         eval_batch_size: images per forward pass when evaluating validation and test.
         train_fraction: train on this leading fraction of the training split (cost probes, tests).
-        optimizer: adamw (decoupled decay; fused on CUDA), adam (decay as an L2 term), sgd, momentum
+        optimizer: adamw (decoupled decay; fused kernels), adam (decay as an L2 term), sgd, momentum
             (SGD with ``momentum``). Weight decay applies to weights of 2 or more dimensions (matmul
             and patch weights, the class token and positions), not to biases and LayerNorm gains.
         lr: the peak learning rate.

@@ -223,7 +223,7 @@ def run_epoch(trial: Trial, epoch: int) -> Interval:
         loss = F.cross_entropy(logits.float(), y)
         loss.backward()
         if cfg.clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            _skeleton.clip_grad_norm(model, cfg.clip)
         trial.optimizer.step()
         trial.optimizer.zero_grad(set_to_none=True)
         loss_sum += loss.detach().double() * len(idx)
