@@ -7,7 +7,8 @@ Every search runs ``spaces/synthetic_load.yaml``'s trainable (the synthetic one:
 no model, microseconds of work), so what is timed is the search machinery. The per-trial figure is
 the slope of a search's wall time against its number of trials, ``(T(n2) - T(n1)) / (n2 - n1)`` with
 each T the median over the rounds: what a search's start-up and end cost (the Tuner, its first
-worker, the MLflow parent run, the summary) drops out. Ray itself is started once, before any search.
+worker, the MLflow parent run, the summary) drops out. Ray itself is started once, and each side runs
+one untimed 2-trial search, before any timed search.
 
 Two modes, each run by both sides with the same trials, sampler (seed 0) and concurrency (2):
 
@@ -124,6 +125,10 @@ def main() -> None:
     # times[mode][side][n] = wall seconds of each round
     times = {m: {side: {n: [] for n in args.sizes} for side in SIDES} for m in args.modes}
     with tempfile.TemporaryDirectory() as tmp:
+        # One untimed search per side first: the first search in a process pays imports and Ray's
+        # first workers, which would otherwise land on whichever size runs first.
+        warm = spaces.load(FILE, ["budget.trials=2", "name=warm-up", f"storage={tmp}/tunelab"])
+        run_tunelab(warm), run_raw(warm, Path(tmp) / "raw" / "warm-up")
         k = 0
         for r in range(args.rounds):
             for mode in args.modes:
