@@ -148,7 +148,8 @@ def main() -> None:
     print(f"\nsynthetic trials x 4 reports, sizes {args.sizes}, {args.rounds} rounds, max_concurrent "
           f"{args.max_concurrent}, ray {ray.__version__}, {os.cpu_count()} CPUs")
     sizes = " / ".join(str(n) for n in args.sizes)
-    print(f"| mode | median wall s ({sizes} trials) tunelab | raw Ray Tune | s per trial tunelab | raw Ray Tune | ratio |")
+    print(f"| mode | tunelab wall s ({sizes} trials) | raw Ray Tune wall s | tunelab s per trial "
+          f"| raw Ray Tune s per trial | ratio |")
     print("|---|---:|---:|---:|---:|---:|")
     for mode in args.modes:
         walls = {side: " / ".join(f"{statistics.median(times[mode][side][n]):.1f}" for n in args.sizes)
