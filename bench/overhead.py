@@ -25,9 +25,9 @@ The sides:
   behind a ``ConcurrencyLimiter``, the same scheduler, no MLflow, Ray's defaults otherwise
   (``reuse_actors=False``: a new worker process per trial; Ray's progress output to a file).
 
-Rounds and sizes alternate which side goes first, so machine noise hits both. The table gives the
-per-trial seconds of each side and mode and their ratio (the issue's target: tunelab <= 0.3 s per
-trial on 2 cores).
+Rounds and sizes alternate which side goes first, so machine noise hits both. The table gives, per
+mode and side, the median wall time of each size, the seconds per trial, and the ratio of tunelab's to
+raw Ray's (the issue's target: tunelab <= 0.3 s per trial on 2 cores).
 """
 
 from __future__ import annotations
