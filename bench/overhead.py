@@ -1,26 +1,39 @@
-"""What tunelab adds to Ray Tune's own cost: the same search through ``search.run`` and through raw Tune.
+"""What a trial costs the search machinery: seconds per trial of tunelab and of raw Ray Tune, side by side.
 
-    python bench/overhead.py                      # 50 trials each, 2 interleaved rounds
-    python bench/overhead.py --trials 200 --rounds 1
+    python bench/overhead.py                          # sizes 8 and 32 trials, 2 interleaved rounds
+    python bench/overhead.py --sizes 10 50 --rounds 3 --modes fifo
 
-Both sides run ``spaces/synthetic_load.yaml``'s search (the synthetic trainable: 4 reports per trial
-and no model, so what is timed is the search machinery) on one local Ray with the same trials,
-sampler (TPE, seed 0, multivariate, constant liar), scheduler (ASHA) and concurrency:
+Every search runs ``spaces/synthetic_load.yaml``'s trainable (the synthetic one: 4 reports per trial,
+no model, microseconds of work), so what is timed is the search machinery. The per-trial figure is
+the slope of a search's wall time against its number of trials, ``(T(n2) - T(n1)) / (n2 - n1)`` with
+each T the median over the rounds: what a search's start-up and end cost (the Tuner, its first
+worker, the MLflow parent run, the summary) drops out. Ray itself is started once, and each side runs
+one untimed 2-trial search, before any timed search.
 
-- ``tunelab``: ``search.run``: our ask/tell searcher over a SQLite study, the MLflow callback (one
-  parent, a child run per trial, SQLite store), checkpoint and failure configs, the end summary;
-- ``raw``: ``Tuner`` with Ray's ``OptunaSearch`` (in-memory study) behind a ``ConcurrencyLimiter``,
-  ``ASHAScheduler``, no MLflow.
+Two modes, each run by both sides with the same trials, sampler (seed 0) and concurrency (2):
 
-Both print Ray's default progress output.
+- ``fifo``: random sampling, FIFO scheduler (every trial runs its 4 reports);
+- ``tpe+asha``: TPE (multivariate, constant liar) and ASHA (grace 1, reduction 2, max_t 4).
 
-Rounds alternate the two so that machine noise hits both; the table gives each round's wall time
-and the ratio of the medians (target: at most 1.10).
+The sides:
+
+- ``tunelab``: ``search.run`` as ``tunelab run`` does it: our ask/tell searcher over a SQLite study,
+  the MLflow callback (one parent, a child run per trial, SQLite store), the live view (its output
+  goes to the search folder's ``ray.log``, as ``tunelab run``'s would with no terminal), checkpoint
+  and failure configs, the end summary;
+- ``raw``: a plain ``Tuner`` with Ray's ``OptunaSearch`` (in-memory study, the same Optuna sampler)
+  behind a ``ConcurrencyLimiter``, the same scheduler, no MLflow, Ray's defaults otherwise
+  (``reuse_actors=False``: a new worker process per trial; Ray's progress output to a file).
+
+Rounds and sizes alternate which side goes first, so machine noise hits both. The table gives, per
+mode and side, the median wall time of each size, the seconds per trial, and the ratio of tunelab's to
+raw Ray's (the issue's target: tunelab <= 0.3 s per trial on 2 cores).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -34,7 +47,7 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 import ray
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
@@ -44,6 +57,12 @@ from search._samplers import make_sampler
 from trainables import synthetic
 
 FILE = spaces.CATALOGUE / "synthetic_load.yaml"
+# Each mode's overrides of the file (which is TPE + ASHA).
+MODES = {
+    "fifo": ["sampler.name=random", "scheduler.name=fifo"],
+    "tpe+asha": [],
+}
+SIDES = ("tunelab", "raw")
 
 
 def run_tunelab(s: spaces.Search) -> float:
@@ -61,53 +80,82 @@ def run_raw(s: spaces.Search, storage: Path) -> float:
         synthetic.train({**base, **config})
 
     sched = spec.scheduler
+    scheduler = FIFOScheduler()
+    if sched.name == "asha":
+        scheduler = ASHAScheduler(time_attr=sched.time_attr, max_t=sched.max_t, grace_period=sched.grace_period,
+                                  reduction_factor=sched.reduction_factor)
     searcher = OptunaSearch(space=s.space, metric=spec.metric, mode=spec.mode, sampler=make_sampler(s))
     tuner = tune.Tuner(
         tune.with_resources(trainable, s.resources),
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.budget.max_concurrent),
-            scheduler=ASHAScheduler(time_attr=sched.time_attr, max_t=sched.max_t,
-                                    grace_period=sched.grace_period, reduction_factor=sched.reduction_factor),
-            num_samples=spec.budget.trials, metric=spec.metric, mode=spec.mode,
+            scheduler=scheduler, num_samples=spec.budget.trials, metric=spec.metric, mode=spec.mode,
         ),
         run_config=tune.RunConfig(name=spec.name, storage_path=str(storage),
                                   failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures)),
     )
+    storage.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    results = tuner.fit()
+    with open(storage / "ray.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        results = tuner.fit()
     elapsed = time.perf_counter() - start
     assert len(results) == spec.budget.trials
     return elapsed
 
 
+def slope(times: dict[int, list[float]]) -> float:
+    """Seconds per trial: the least-squares slope of the median wall time against the trial count."""
+    xs = sorted(times)
+    ys = [statistics.median(times[x]) for x in xs]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--trials", type=int, default=50)
+    p.add_argument("--sizes", type=int, nargs="+", default=[8, 32], help="trials per search (at least two sizes)")
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
     p.add_argument("--max-concurrent", type=int, default=2)
     args = p.parse_args()
+    if len(set(args.sizes)) < 2:
+        p.error("--sizes needs at least two different trial counts")
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    rows: list[tuple[int, float, float]] = []
+    # times[mode][side][n] = wall seconds of each round
+    times = {m: {side: {n: [] for n in args.sizes} for side in SIDES} for m in args.modes}
     with tempfile.TemporaryDirectory() as tmp:
+        # One untimed search per side first: the first search in a process pays imports and Ray's
+        # first workers, which would otherwise land on whichever size runs first.
+        warm = spaces.load(FILE, ["budget.trials=2", "name=warm-up", f"storage={tmp}/tunelab"])
+        run_tunelab(warm), run_raw(warm, Path(tmp) / "raw" / "warm-up")
+        k = 0
         for r in range(args.rounds):
-            overrides = [f"budget.trials={args.trials}", f"budget.max_concurrent={args.max_concurrent}"]
-            s = spaces.load(FILE, [*overrides, f"storage={tmp}/tunelab{r}"])
-            if r % 2 == 0:  # alternate which side goes first
-                t_ours, t_raw = run_tunelab(s), run_raw(s, Path(tmp) / f"raw{r}")
-            else:
-                t_raw, t_ours = run_raw(s, Path(tmp) / f"raw{r}"), run_tunelab(s)
-            rows.append((r, t_ours, t_raw))
+            for mode in args.modes:
+                for n in args.sizes:
+                    name = f"{mode.replace('+', '-')}-{n}-{r}"
+                    overrides = [*MODES[mode], f"budget.trials={n}", f"budget.max_concurrent={args.max_concurrent}",
+                                 f"name={name}", f"storage={tmp}/tunelab"]
+                    s = spaces.load(FILE, overrides)
+                    order = SIDES if k % 2 == 0 else SIDES[::-1]
+                    for side in order:
+                        t = run_tunelab(s) if side == "tunelab" else run_raw(s, Path(tmp) / "raw" / name)
+                        times[mode][side][n].append(t)
+                        print(f"round {r} {mode:8} {n:4} trials {side:7} {t:6.1f} s", file=sys.__stdout__, flush=True)
+                    k += 1
     ray.shutdown()
 
-    print(f"\n{args.trials} synthetic trials x 4 reports, TPE + ASHA, max_concurrent {args.max_concurrent}, "
-          f"ray {ray.__version__}, {os.cpu_count()} CPUs")
-    print("| round | tunelab s | raw Ray Tune s | ratio |")
-    print("|---:|---:|---:|---:|")
-    for r, ours, raw in rows:
-        print(f"| {r} | {ours:.1f} | {raw:.1f} | {ours / raw:.3f} |")
-    med_ours, med_raw = statistics.median(x[1] for x in rows), statistics.median(x[2] for x in rows)
-    print(f"| median | {med_ours:.1f} | {med_raw:.1f} | {med_ours / med_raw:.3f} |")
+    print(f"\nsynthetic trials x 4 reports, sizes {args.sizes}, {args.rounds} rounds, max_concurrent "
+          f"{args.max_concurrent}, ray {ray.__version__}, {os.cpu_count()} CPUs")
+    sizes = " / ".join(str(n) for n in args.sizes)
+    print(f"| mode | tunelab wall s ({sizes} trials) | raw Ray Tune wall s | tunelab s per trial "
+          f"| raw Ray Tune s per trial | ratio |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for mode in args.modes:
+        walls = {side: " / ".join(f"{statistics.median(times[mode][side][n]):.1f}" for n in args.sizes)
+                 for side in SIDES}
+        ours, raw = slope(times[mode]["tunelab"]), slope(times[mode]["raw"])
+        print(f"| {mode} | {walls['tunelab']} | {walls['raw']} | {ours:.3f} | {raw:.3f} | {ours / raw:.2f} |")
 
 
 if __name__ == "__main__":

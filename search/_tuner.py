@@ -102,6 +102,11 @@ def _tune_config(search: spaces.Search, exp_dir: Path) -> tune.TuneConfig:
         metric=spec.metric,
         mode=spec.mode,
         time_budget_s=spec.budget.time_s,
+        # One worker process for many trials where the trainable allows it (``Entry.reuse_workers``):
+        # a new Ray worker per trial (a Python start and Ray's imports) is most of what an instant
+        # trial costs. Ray reuses a worker only after a trial that did not raise; a failed trial's
+        # retry gets a fresh one.
+        reuse_actors=search.entry.reuse_workers,
     )
 
 

@@ -73,6 +73,7 @@ _BUILTIN: dict[str, Entry] = {
         flops=_synthetic.flops_per_token,
         data_loader=_synthetic.load_data,
         constraint_names=_synthetic.CONSTRAINTS,
+        reuse_workers=True,
     ),
     "curves": Entry(
         name="curves",
@@ -82,6 +83,7 @@ _BUILTIN: dict[str, Entry] = {
         flops=_curves.flops_per_token,
         data_loader=_curves.load_data,
         constraint_names=_curves.CONSTRAINTS,
+        reuse_workers=True,
     ),
 }
 for _name, _bench in _tabular.BENCHMARKS.items():
@@ -93,6 +95,7 @@ for _name, _bench in _tabular.BENCHMARKS.items():
         flops=_tabular.flops_per_token,
         data_loader=functools.partial(_tabular.load_data, _name),
         summarize=functools.partial(_tabular.summary, _bench),
+        reuse_workers=True,
     )
 REGISTRY: Registry = Registry(_BUILTIN)  # plus the plugins, loaded on first use
 

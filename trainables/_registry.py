@@ -44,6 +44,11 @@ class Entry:
         resources: default per-trial resources.
         constraint_names: the named checks ``constraints:`` in a search file may use.
         summarize: ``cfg -> dict`` of sizes and costs (params, FLOPs, steps...) for ``tunelab inspect``.
+        reuse_workers: a trial lasts milliseconds and leaves nothing behind in its process (no torch,
+            no model, no global state), so Ray may run the next trial in the same worker process
+            (``reuse_actors``) instead of starting one per trial, which costs about a second. Off for
+            the torch families: their trials last minutes, a worker start is nothing beside that, and
+            a fresh process is what keeps one trial's threads, allocator and RNG state from the next.
     """
 
     name: str
@@ -55,6 +60,7 @@ class Entry:
     resources: Mapping[str, float] = dataclasses.field(default_factory=lambda: {"cpu": 1, "gpu": 0})
     constraint_names: tuple[str, ...] = ()
     summarize: Callable[[Any], dict[str, Any]] | None = None
+    reuse_workers: bool = False
 
     @property
     def parameters(self) -> tuple[str, ...]:

@@ -40,6 +40,19 @@ def test_a_trial_that_raises_is_retried_then_recorded_as_error(ray_session, tmp_
     assert client.get_run(outcome.parent_run_id).data.tags["tunelab.n_error"] == "2"
 
 
+def test_trials_of_an_instant_trainable_share_a_worker_process(ray_session, tmp_path):
+    # synthetic sets Entry.reuse_workers: Ray runs the next trial in the worker the last one ended in.
+    s = spaces.load(LOAD, ["budget.trials=4", "budget.max_concurrent=1", "scheduler.name=fifo", f"storage={tmp_path}"])
+    outcome = search.run(s)
+    assert outcome.counts()[metrics.COMPLETED] == 4
+    analysis = tune.ExperimentAnalysis(str(outcome.experiment_dir))
+    assert len({t.last_result["pid"] for t in analysis.trials}) == 1
+    client, kids = _children(outcome)
+    assert len(kids) == 4
+    for run in kids:  # every trial its own run, all four reports, nothing left over from the trial before
+        assert [m.step for m in client.get_metric_history(run.info.run_id, metrics.VAL_LOSS)] == [1, 2, 3, 4]
+
+
 def test_trials_cut_off_by_the_time_budget_are_closed_everywhere(ray_session, tmp_path):
     # Ray ends an experiment whose budget ran out without telling the searcher or the callbacks about
     # the trials it stops; here neither trial has reported yet when the 8 s run out.
