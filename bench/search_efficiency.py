@@ -311,6 +311,7 @@ def run_peer(bench: Benchmark, method: Method, seed: int, trials: int, storage: 
             scheduler=ASHAScheduler(time_attr=sched.time_attr, max_t=sched.max_t,
                                     grace_period=sched.grace_period, reduction_factor=sched.reduction_factor),
             num_samples=trials, metric=spec.metric, mode=spec.mode,
+            reuse_actors=entry.reuse_workers,  # as tunelab does: the overhead is not what is compared
         ),
         run_config=tune.RunConfig(name=spec.name, storage_path=str(storage / "ray-peer")),
     )
