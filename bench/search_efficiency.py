@@ -211,6 +211,8 @@ METHODS = (
     Method("tunelab default", ()),  # the search file as it is: TPE + its scheduler
     Method("TPE+FIFO", ("sampler.name=tpe", "scheduler.name=fifo")),
     Method("TPE+ASHA", ("sampler.name=tpe", "scheduler.name=asha"), multi_fidelity=True),
+    # tunelab's searcher with Optuna's TPE defaults (independent, no constant liar), as Ray's peer samples
+    Method("TPE univariate", ("sampler.name=tpe", "sampler.multivariate=false", "sampler.constant_liar=false")),
     Method("Ray OptunaSearch+ASHA", peer=True),
     Method("GP+FIFO", ("sampler.name=gp", "scheduler.name=fifo")),
     Method("CMA-ES+FIFO", ("sampler.name=cmaes", "scheduler.name=fifo"), numeric=True),
