@@ -40,6 +40,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import statistics
 import sys
 import time
@@ -323,7 +324,11 @@ def run_peer(bench: Benchmark, method: Method, seed: int, trials: int, storage: 
     out = []
     for r in grid:
         m = r.metrics or {}
-        out.append(Trial(m.get("timestamp", 0) - m.get("time_total_s", 0),
+        # Start order is creation order: Ray's experiment tag, which opens the trial's folder name
+        # after its id (``trainable_086ec99b_25_batch_size=8,...``), counts trials as the searcher
+        # suggests them. (``timestamp`` has whole seconds, which dozens of instant trials share.)
+        number = re.search(rf"_{m['trial_id']}_(\d+)", Path(r.path).name)
+        out.append(Trial(int(number.group(1)),
                          {k: r.config[k] for k in s.space.params if k in r.config}, m.get(spec.metric),
                          float(m.get(bench.cost) or 0.0), bool(m.get(metrics.FINISHED))))
     out.sort(key=lambda t: t.start)

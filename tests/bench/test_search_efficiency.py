@@ -93,6 +93,8 @@ def test_quick_mode_runs_real_searches_and_writes_the_table_and_figure(ray_sessi
         assert len(r["trials"]) == 8 and all(t["cost"] > 0 for t in r["trials"])
         if r["benchmark"] == se.QUICK_TABULAR:  # one report per trial: nothing for ASHA to stop
             assert all(t["finished"] for t in r["trials"])
+        if r["method"] == "Ray OptunaSearch+ASHA":  # in the order Ray made them (its trial counter)
+            assert [t["start"] for t in r["trials"]] == list(range(1, 9))
     for m in methods:
         assert f"| {m} | 2 | 8 |" in text
     assert (tmp_path / "regret_vs_compute.png").stat().st_size > 10_000
