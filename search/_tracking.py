@@ -485,12 +485,14 @@ def end_lost_runs(client: MlflowClient, experiment_id: str, parent_run_id: str, 
 
 def children(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list:
     """Every child run of a parent run (all pages)."""
+    return all_runs(client, experiment_id, f"tags.`{PARENT_TAG}` = '{parent_run_id}'")
+
+
+def all_runs(client: MlflowClient, experiment_id: str, filter_string: str = "") -> list:
+    """Every run of an experiment that matches ``filter_string`` (all pages)."""
     runs, token = [], None
     while True:
-        page = client.search_runs(
-            [experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
-            max_results=1000, page_token=token,
-        )
+        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=1000, page_token=token)
         runs.extend(page)
         token = page.token
         if not token:

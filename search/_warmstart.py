@@ -160,7 +160,7 @@ def _from_mlflow(search: spaces.Search, experiment: str, uri: str) -> WarmStart:
     try:
         client = _tracking.client_for(uri)
         exp = client.get_experiment_by_name(experiment)
-        runs = _all_runs(client, exp.experiment_id) if exp is not None else []
+        runs = _tracking.all_runs(client, exp.experiment_id) if exp is not None else []
     except _tracking.TrackingError as exc:
         raise spaces.SpecError(search.file, "warm_start.tracking", str(exc)) from None
     except Exception as exc:  # the client raises many types for "cannot reach the server"
@@ -210,16 +210,6 @@ def _from_mlflow(search: spaces.Search, experiment: str, uri: str) -> WarmStart:
             else:
                 out.append(trial)
     return WarmStart(source, out, dict(skipped))
-
-
-def _all_runs(client, experiment_id: str) -> list:
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
 
 
 def _infeasible_rows(client, parent_run_id: str) -> list[dict]:
