@@ -421,6 +421,9 @@ def plot(runs: list[RunResult], truths: dict[str, Truth], path: Path) -> None:
     from matplotlib.figure import Figure
 
     benches = list(dict.fromkeys(r.benchmark for r in runs))
+    names = [m.name for m in METHODS]  # one colour per method in every panel, a legend in each
+    colors = {m: f"C{names.index(m) if m in names else len(names) + i}"
+              for i, m in enumerate(dict.fromkeys(r.method for r in runs))}
     fig = Figure(figsize=(4.2 * min(3, len(benches)), 3.4 * math.ceil(len(benches) / 3)), layout="constrained")
     axes = fig.subplots(math.ceil(len(benches) / 3), min(3, len(benches)), squeeze=False).ravel()
     for ax, bench in zip(axes, benches):
@@ -429,20 +432,21 @@ def plot(runs: list[RunResult], truths: dict[str, Truth], path: Path) -> None:
         budget = statistics.median(c[-1] for c, _ in base) if base else 1.0
         grid = np.linspace(0, 1.5, 61)[1:]
         for m in dict.fromkeys(r.method for r in runs if r.benchmark == bench):
+            color = colors[m]
             tr = [trace(r, truth) for r in runs if r.benchmark == bench and r.method == m]
             ys = np.array([[regret_at(c, g, x * budget) for x in grid] for c, g in tr])
             q1, med, q3 = (np.where(v < _HUGE / 2, v, np.nan)  # before any incumbent: not drawn
                            for v in np.percentile(np.minimum(ys, _HUGE), [25, 50, 75], axis=0))
-            ax.plot(grid, med, label=m)
-            ax.fill_between(grid, q1, q3, alpha=0.15)
+            ax.plot(grid, med, label=m, color=color)
+            ax.fill_between(grid, q1, q3, alpha=0.15, color=color)
         ax.set_yscale("symlog", linthresh=1e-2)
         ax.set_title(bench, fontsize=9)
         ax.set_xlabel(f"compute (B = {BASELINE}'s median)")
         ax.set_ylabel("normalised regret")
         ax.axvline(1.0, color="grey", lw=0.5)
+        ax.legend(fontsize=7)
     for ax in axes[len(benches):]:
         ax.set_visible(False)
-    axes[0].legend(fontsize=7)
     fig.savefig(path, dpi=120)
 
 
