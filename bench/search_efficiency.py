@@ -60,7 +60,6 @@ import numpy as np
 import analysis
 import search
 import spaces
-import trainables
 from trainables import curves, metrics, tabular
 
 ROOT = Path(__file__).resolve().parents[1]
