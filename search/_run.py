@@ -11,7 +11,7 @@ from pathlib import Path
 
 import spaces
 from search import _console, _inputs, _tracking, _tuner, _ui, _warmstart
-from search._paths import SEARCH_FILE, STATE_FILE, STUDY_FILE, experiment_dir, study_storage, write_state
+from search._paths import SEARCH_FILE, STATE_FILE, experiment_dir, study_storage, write_state
 from search._summary import Outcome, describe, finish
 
 
@@ -39,7 +39,7 @@ def run(search: spaces.Search, *, address: str | None = None, verbose: bool = Fa
             f"resume it with `tunelab resume {search.spec.name}` or choose another --name"
         )
     data = _tuner.load_data(search)  # before anything is written
-    warm = _warmstart.prepare(search, STUDY_FILE, SEARCH_FILE)  # the earlier search warm_start names, if any
+    warm = _warmstart.prepare(search)  # the earlier search warm_start names, if any
     with _console.ray_output(verbose) as ray_log:
         return _launch(search, data, warm, exp_dir, address, verbose, ray_log)
 

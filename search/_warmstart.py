@@ -40,6 +40,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 import spaces
 from search import _tracking
+from search._paths import SEARCH_FILE, STUDY_FILE
 from search._searcher import REASON_ATTR, open_storage
 from trainables import metrics
 
@@ -79,13 +80,11 @@ class WarmStart:
         return f"{self.source}: {self.taken} trials taken, {self.n_skipped} skipped" + (f" ({why})" if why else "")
 
 
-def prepare(search: spaces.Search, study_file: str, search_file: str) -> WarmStart | None:
+def prepare(search: spaces.Search) -> WarmStart | None:
     """Read the earlier search that ``search``'s ``warm_start`` names; writes nothing.
 
     Args:
         search: the new search.
-        study_file, search_file: the names of a search's Optuna journal and resolved search file in
-            its results folder.
 
     Returns:
         None when the file has no ``warm_start``.
@@ -98,7 +97,7 @@ def prepare(search: spaces.Search, study_file: str, search_file: str) -> WarmSta
         return None
     if ws.search is not None:
         root = Path(ws.storage).expanduser().resolve() if ws.storage else search.storage
-        return _from_folder(search, root / ws.search, study_file, search_file)
+        return _from_folder(search, root / ws.search)
     return _from_mlflow(search, ws.experiment, ws.tracking or search.tracking_uri)
 
 
@@ -117,13 +116,13 @@ def seed(warm: WarmStart | None, storage: str, spec: spaces.Spec, client, parent
 
 
 # --- the earlier search's results folder: its Optuna study ------------------------------------------
-def _from_folder(search: spaces.Search, folder: Path, study_file: str, search_file: str) -> WarmStart:
+def _from_folder(search: spaces.Search, folder: Path) -> WarmStart:
     spec = search.spec
-    path = folder / study_file
-    resolved = folder / search_file
+    path = folder / STUDY_FILE
+    resolved = folder / SEARCH_FILE
     if not path.exists() or not resolved.exists():
         raise spaces.SpecError(search.file, "warm_start.search",
-                               f"no search named {folder.name!r} under {folder.parent} (no {study_file} there)")
+                               f"no search named {folder.name!r} under {folder.parent} (no {STUDY_FILE} there)")
     earlier = yaml.safe_load(resolved.read_text()) or {}
     _same_trainable(search, "warm_start.search", earlier.get("trainable"), folder.name)
     if (earlier.get("metric"), earlier.get("mode")) != (spec.metric, spec.mode):

@@ -18,7 +18,7 @@ from optuna.trial import TrialState, create_trial
 import search
 import spaces
 from search import _tracking, _warmstart
-from search._paths import SEARCH_FILE, STUDY_FILE, load_study
+from search._paths import STUDY_FILE, load_study
 from search._searcher import REASON_ATTR, STATUS_ATTR, open_storage
 from search.cli import main
 from trainables import metrics
@@ -83,7 +83,7 @@ def test_a_journal_gives_its_finished_trials_inside_the_new_space(tmp_path, earl
     with open(journal, "ab") as f:  # the earlier search's driver is in the middle of a write
         f.write(b'{"op_code": 6, "worker_id": "x"')
     before = journal.read_bytes()
-    warm = _warmstart.prepare(new, STUDY_FILE, SEARCH_FILE)
+    warm = _warmstart.prepare(new)
     assert journal.read_bytes() == before  # read, never written
     assert warm.source == f"search a in {tmp_path / 'runs'}"
     assert (warm.taken, warm.skipped) == (5, {_warmstart.OUTSIDE: 1, _warmstart.UNFINISHED: 2})
@@ -100,7 +100,7 @@ def test_a_journal_gives_its_finished_trials_inside_the_new_space(tmp_path, earl
 
 def test_seeded_trials_feed_the_sampler_and_stay_out_of_the_new_search_counts(tmp_path, earlier_folder):
     new = _new(tmp_path, "{search: a}")
-    warm = _warmstart.prepare(new, STUDY_FILE, SEARCH_FILE)
+    warm = _warmstart.prepare(new)
     journal = tmp_path / "b.log"
     store = _tracking.client_for(f"sqlite:///{tmp_path / 'mlflow.db'}")
     parent = store.create_run(store.create_experiment("b")).info.run_id
@@ -126,7 +126,7 @@ def test_an_infeasible_config_that_the_new_search_accepts_is_skipped(tmp_path, e
     # epochs fixed at 4: the earlier trial with epochs 0 would run now, so its verdict does not carry over.
     new = _new(tmp_path, "{search: a}", x="[-1.0, 1.0]")
     new = spaces.load(new.file, ["epochs=4"])
-    warm = _warmstart.prepare(new, STUDY_FILE, SEARCH_FILE)
+    warm = _warmstart.prepare(new)
     assert warm.skipped == {_warmstart.NOW_FEASIBLE: 1, _warmstart.UNFINISHED: 2}
     assert all(set(t.params) == {"x", "y"} for t in warm.trials)
 
@@ -135,10 +135,10 @@ def test_values_off_a_stepped_grid_or_outside_a_choice_are_outside(tmp_path, ear
     new = _new(tmp_path, "{search: a}", x="[-1.0, 1.0]")
     # x's: 0.3, -0.9, 0.1, 0.0, 0.5, 0.2 (finished trials); y's: -0.2, 0.0, 0.0, 0.0, 0.5, -0.1.
     on_grid = spaces.load(new.file, ["space.x.step=0.1", "space.y={choice: [-0.2, 0.0]}"])
-    on_grid = _warmstart.prepare(on_grid, STUDY_FILE, SEARCH_FILE)
+    on_grid = _warmstart.prepare(on_grid)
     assert [t.params["x"] for t in on_grid.trials] == [0.3, -0.9, 0.1, 0.0]
     assert on_grid.skipped[_warmstart.OUTSIDE] == 2
-    coarse = _warmstart.prepare(spaces.load(new.file, ["space.x.step=0.2"]), STUDY_FILE, SEARCH_FILE)
+    coarse = _warmstart.prepare(spaces.load(new.file, ["space.x.step=0.2"]))
     assert [t.params["x"] for t in coarse.trials] == [0.0, 0.2]
     assert coarse.skipped[_warmstart.OUTSIDE] == 4
 
@@ -168,7 +168,7 @@ def test_an_mlflow_experiment_gives_its_child_runs(tmp_path):
 
     new = _new(tmp_path, f"{{experiment: a, tracking: '{uri}'}}", extra="", name="b")
     new = spaces.load(new.file, ["metric=val_ppl"])  # the runs keep every metric: another one works
-    warm = _warmstart.prepare(new, STUDY_FILE, SEARCH_FILE)
+    warm = _warmstart.prepare(new)
     assert warm.source == f"experiment a at {uri}"
     assert (warm.taken, warm.skipped) == (5, {_warmstart.UNFINISHED: 2, _warmstart.OUTSIDE: 2})
     got = [(t.state, t.params, t.value, t.intermediate_values, t.constraints) for t in warm.trials]
@@ -224,7 +224,7 @@ def test_a_trainable_of_another_kind_is_refused(tmp_path, earlier_folder, capsys
     resolved = earlier_folder / "search.yaml"
     resolved.write_text(resolved.read_text().replace("trainable: synthetic", "trainable: rnn"))
     with pytest.raises(spaces.SpecError, match="'a' searched trainable 'rnn', this search 'synthetic'"):
-        _warmstart.prepare(_new(tmp_path, "{search: a}"), STUDY_FILE, SEARCH_FILE)
+        _warmstart.prepare(_new(tmp_path, "{search: a}"))
 
 
 # --- real searches --------------------------------------------------------------------------------
