@@ -129,6 +129,21 @@ def clip_grad_norm(model: torch.nn.Module, max_norm: float) -> None:
         torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
 
 
+def hits(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Which predictions are right: True where the target's logit is the largest of its row.
+
+    ``logits.argmax(-1) == targets`` with the row's maximum (``amax``, a vectorised reduction)
+    instead of its index: on the CPU argmax over a 10,000-word row is ten times slower and was 5% of
+    a Zaremba-small LSTM step (``bench/peers.py``). The answers differ only where the maximum is
+    tied, which counts as a hit here; argmax would take the lowest index.
+
+    Args:
+        logits: (..., V).
+        targets: (...) class ids.
+    """
+    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) >= logits.amax(-1)
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr

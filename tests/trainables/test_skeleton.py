@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from trainables import _report, metrics
-from trainables._skeleton import decay_groups, make_optimizer
+from trainables._skeleton import decay_groups, hits, make_optimizer
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
@@ -122,3 +122,16 @@ def test_report_and_load_state_need_no_ray():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["epoch", "val_ppl", "1", "2"]
+
+
+def test_hits_are_argmax_hits_and_count_a_tied_maximum():
+    # The accuracy of every family: where the maximum is unique, exactly argmax's answer.
+    g = torch.Generator().manual_seed(0)
+    for shape in [(64, 65), (5, 20, 10_000), (3, 4, 11)]:
+        logits = torch.randn(*shape, generator=g)
+        targets = torch.randint(0, shape[-1], shape[:-1], generator=g)
+        targets.view(-1)[::3] = logits.reshape(-1, shape[-1])[::3].argmax(-1)  # a third of them right
+        assert torch.equal(hits(logits, targets), logits.argmax(-1) == targets)
+        assert hits(logits, targets).sum() >= targets.numel() // 3
+    tied = torch.tensor([[1.0, 3.0, 3.0], [2.0, 0.0, 0.0]])
+    assert hits(tied, torch.tensor([2, 0])).tolist() == [True, True]  # argmax: [False, True]

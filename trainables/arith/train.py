@@ -36,7 +36,7 @@ from trainables import _skeleton
 from trainables import metrics as M
 from trainables._config import parse_config
 from trainables._report import ARTIFACTS, load_state, report
-from trainables._skeleton import Interval, decay_groups, finite, ppl
+from trainables._skeleton import Interval, decay_groups, finite, hits, ppl
 from trainables.arith.config import (
     ATTENTION_ARTIFACT, ArithConfig, eval_steps, model_config, param_count, params_nonembed, rnn_config,
 )
@@ -112,7 +112,7 @@ class Trial(_skeleton.Recipe):
         cfg, train = self.cfg, self.splits["train"]
         n = len(self.data.train)
         self.model.train()
-        losses, hits = [], []
+        losses, accs = [], []
         while self.step < stop:
             idx = torch.from_numpy(batch_indices(cfg.seed, n, cfg.batch_size, self.step)).to(self.device)
             x, answer, result = train["x"][idx], train["answer"][idx], train["result"][idx]
@@ -125,11 +125,11 @@ class Trial(_skeleton.Recipe):
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             losses.append(loss.detach())
-            hits.append((logits.detach().argmax(-1) == result).float().mean())
+            accs.append(hits(logits.detach(), result).float().mean())
             self.progress.step += 1
             self.progress.tokens += self.batch * cfg.seq_len
             self.progress.epoch = self.progress.step * self.batch / n
-        return Interval(torch.stack(losses).mean().item(), torch.stack(hits).mean().item(), cfg.lr)  # syncs
+        return Interval(torch.stack(losses).mean().item(), torch.stack(accs).mean().item(), cfg.lr)  # syncs
 
     def evaluate(self) -> dict[str, float]:
         """Loss and accuracy on the whole training and validation splits (and per order when mixed)."""
@@ -142,14 +142,14 @@ class Trial(_skeleton.Recipe):
     def evaluate_split(self, name: str) -> dict[str, float]:
         split = self.splits[name]
         self.model.eval()
-        losses, hits = [], []
+        losses, right = [], []
         for i in range(0, len(split["x"]), EVAL_BATCH):
             with self.autocast():
                 logits = self.answer_logits(split["x"][i:i + EVAL_BATCH], split["answer"][i:i + EVAL_BATCH])
             target = split["result"][i:i + EVAL_BATCH]
             losses.append(F.cross_entropy(logits.float(), target, reduction="none"))
-            hits.append((logits.argmax(-1) == target).float())
-        loss, hit = torch.cat(losses).double(), torch.cat(hits).double()
+            right.append(hits(logits, target).float())
+        loss, hit = torch.cat(losses).double(), torch.cat(right).double()
         train = name == "train"
         means = {M.TRAIN_LOSS if train else M.VAL_LOSS: loss.mean(), M.TRAIN_ACC if train else M.VAL_ACC: hit.mean()}
         if len(self.cfg.orders) > 1:

@@ -38,7 +38,7 @@ from trainables import metrics as M
 from trainables._config import parse_config
 from trainables._errors import ConfigError, DataError
 from trainables._report import load_state, report
-from trainables._skeleton import Interval, clip_grad_norm, decay_groups, finite, ppl, set_lr
+from trainables._skeleton import Interval, clip_grad_norm, decay_groups, finite, hits, ppl, set_lr
 from trainables.gpt.config import GPTConfig, eval_steps, param_count, params_nonembed
 from trainables.gpt.model import GPT
 from trainables.gpt.schedule import lr_at
@@ -192,7 +192,7 @@ def train_step(trial: Trial, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
             logits, loss = model(x, y)
         (loss / cfg.grad_accum).backward()
         loss_sum += loss.detach().float()
-        correct += (logits.detach().argmax(-1) == y).float().mean()
+        correct += hits(logits.detach(), y).float().mean()
     if cfg.clip:
         clip_grad_norm(trial.model, cfg.clip)
     trial.optimizer.step()
@@ -224,5 +224,5 @@ def evaluate(trial: Trial, split: str = "val") -> tuple[float, float]:
         with trial.autocast():
             logits, loss = trial.forward(x, y)
         losses.append(loss.float())
-        accs.append((logits.argmax(-1) == y).float().mean())
+        accs.append(hits(logits, y).float().mean())
     return torch.stack(losses).mean().item(), torch.stack(accs).mean().item()

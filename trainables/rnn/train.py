@@ -37,7 +37,7 @@ from trainables import metrics as M
 from trainables._config import parse_config
 from trainables._errors import ConfigError
 from trainables._report import load_state, report
-from trainables._skeleton import Interval, clip_grad_norm, decay_groups, finite, ppl, set_lr
+from trainables._skeleton import Interval, clip_grad_norm, decay_groups, finite, hits, ppl, set_lr
 from trainables.flops import rnn_flops_per_token
 from trainables.rnn.config import RNNConfig, param_count, params_nonembed
 from trainables.rnn.data import PTBData, batchify, load_data
@@ -196,7 +196,7 @@ def run_epoch(trial: Trial, lr: float) -> Interval:
         batch_loss = loss.detach().double() * y.numel()
         loss_sum += batch_loss
         recent += batch_loss
-        correct += (logits.detach().argmax(-1) == y).sum()
+        correct += hits(logits.detach(), y).sum()
         steps, tokens, recent_tokens = steps + 1, tokens + y.numel(), recent_tokens + y.numel()
         if steps % CHECK_EVERY == 0:
             recent_mean = recent.item() / recent_tokens
@@ -229,7 +229,7 @@ def evaluate(trial: Trial, data: torch.Tensor, model: RNNModel | None = None) ->
         with trial.autocast():
             logits, hidden = model(x, hidden)
             loss_sum += F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum").double()
-        correct += (logits.argmax(-1) == y).sum()
+        correct += hits(logits, y).sum()
     tokens = (data.size(0) - 1) * data.size(1)
     return loss_sum.item() / tokens, correct.item() / tokens
 

@@ -34,7 +34,7 @@ from trainables import metrics as M
 from trainables._config import parse_config
 from trainables._errors import ConfigError, DataError
 from trainables._report import load_state, report
-from trainables._skeleton import Interval, decay_groups, finite, set_lr
+from trainables._skeleton import Interval, decay_groups, finite, hits, set_lr
 from trainables.vit.config import ViTConfig, param_count, params_nonembed
 from trainables.vit.data import ImageData
 from trainables.vit.model import ViT
@@ -227,7 +227,7 @@ def run_epoch(trial: Trial, epoch: int) -> Interval:
         trial.optimizer.step()
         trial.optimizer.zero_grad(set_to_none=True)
         loss_sum += loss.detach().double() * len(idx)
-        correct += (logits.detach().argmax(-1) == y).sum()
+        correct += hits(logits.detach(), y).sum()
         progress.step += 1
         progress.tokens += len(idx)
     progress.epoch = epoch
@@ -252,7 +252,7 @@ def evaluate(trial: Trial, xs: torch.Tensor, ys: torch.Tensor, model: ViT | None
         with trial.autocast():
             logits = model(trial.images(x))
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
-        correct += (logits.argmax(-1) == y).sum()
+        correct += hits(logits, y).sum()
     return loss_sum.item() / len(ys), correct.item() / len(ys)
 
 
