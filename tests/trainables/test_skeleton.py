@@ -135,3 +135,37 @@ def test_hits_are_argmax_hits_and_count_a_tied_maximum():
         assert hits(logits, targets).sum() >= targets.numel() // 3
     tied = torch.tensor([[1.0, 3.0, 3.0], [2.0, 0.0, 0.0]])
     assert hits(tied, torch.tensor([2, 0])).tolist() == [True, True]  # argmax: [False, True]
+
+
+
+FAULTS = """
+import dataclasses, resource, sys, torch
+torch.set_num_threads(1)
+from trainables import _skeleton
+from trainables.rnn.config import RNNConfig
+from trainables.rnn.data import load_data
+from trainables.rnn.train import run_epoch, setup
+if sys.argv[2] == "default":  # what a process gets when nothing calls retain_freed_memory
+    _skeleton.retain_freed_memory = lambda: False
+full = load_data({"corpus": "ptb", "dir": sys.argv[1]})
+data = dataclasses.replace(full, train=full.train[:(10 * 20 + 1) * 20], valid=full.valid[:500], test=full.test[:500])
+trial = setup(RNNConfig(device="cpu"), data)  # Zaremba small: 16 MB of logits per step
+for _ in range(2):
+    run_epoch(trial, 1.0)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(3):
+    run_epoch(trial, 1.0)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 30)
+"""
+
+
+def test_a_cpu_step_reuses_the_memory_the_last_one_freed(data_dir):
+    # glibc hands large freed blocks back to the kernel, and every step of a CPU trial paid for
+    # mapping its activations again: ~10,000 page faults and a fifth of a Zaremba-small LSTM step.
+    faults = {}
+    for mode in ("default", "retain"):
+        out = subprocess.run([sys.executable, "-c", FAULTS, str(data_dir / "ptb"), mode], cwd=ROOT,
+                             capture_output=True, text=True, check=True)
+        faults[mode] = float(out.stdout.split()[-1])
+    assert faults["default"] > 1000, faults  # a 16 MB block is 4,096 pages
+    assert faults["retain"] * 10 < faults["default"], faults
