@@ -27,7 +27,6 @@ from __future__ import annotations
 import abc
 import contextlib
 import ctypes
-import ctypes.util
 import dataclasses
 import functools
 import math
@@ -82,12 +81,8 @@ def retain_freed_memory() -> bool:
     Returns:
         Whether the thresholds were set.
     """
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
-        libc = None
-    if libc is None or not hasattr(libc, "mallopt") or not hasattr(libc, "gnu_get_libc_version"):
+    libc = ctypes.CDLL(None)  # the symbols this process already has (find_library would run ldconfig)
+    if not hasattr(libc, "gnu_get_libc_version"):
         return False
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
 

@@ -137,7 +137,6 @@ def test_hits_are_argmax_hits_and_count_a_tied_maximum():
     assert hits(tied, torch.tensor([2, 0])).tolist() == [True, True]  # argmax: [False, True]
 
 
-
 FAULTS = """
 import dataclasses, resource, sys, torch
 torch.set_num_threads(1)
