@@ -6,30 +6,34 @@ only, never imports ``search``. pandas backs the tables; matplotlib is imported 
 drawn, and figures never touch pyplot's global state.
 
 Example:
-    >>> import analysis
+    >>> from tunelab import analysis
     >>> runs, history = analysis.load("ptb-smoke", "sqlite:///runs/mlflow.db")
     >>> print(analysis.to_markdown(analysis.trial_table(runs, history)))
     >>> analysis.plot_curves(runs, history, x="wall_s").save("figures")
     >>> analysis.report("ptb-smoke", "sqlite:///runs/mlflow.db", "reports/ptb-smoke")
+
+The notebooks ship with the package, in ``NOTEBOOKS`` (copy one out to use it).
 """
 
-from analysis._arith import plot_arith_curves, plot_extrema, plot_order_curves
-from analysis._arith_report import config_table, is_arith
-from analysis._asha import Rungs, plot_asha, rungs
-from analysis._attention import AttentionMaps, load_attention, plot_attention
-from analysis._classification import accuracy_table, is_classification, plot_accuracy
-from analysis._curves import plot_curves
-from analysis._errors import AnalysisError
-from analysis._extrema import aggregate, by_step, extrema, side_by_side
-from analysis._importance import param_importance, plot_importance, rebuild_study
-from analysis._isoflop import BudgetFit, IsoFlopFit, isoflop_fit, plot_isoflop
-from analysis._load import load, typed_column
-from analysis._pareto import pareto_front, plot_pareto
-from analysis._parquet import read_parquet, to_parquet
-from analysis._plot import Plot
-from analysis._report import report
-from analysis._schema import metric_keys, metric_mode, param_columns, search_info, varied_params
-from analysis._tables import (
+from pathlib import Path
+
+from tunelab.analysis._arith import plot_arith_curves, plot_extrema, plot_order_curves
+from tunelab.analysis._arith_report import config_table, is_arith
+from tunelab.analysis._asha import Rungs, plot_asha, rungs
+from tunelab.analysis._attention import AttentionMaps, load_attention, plot_attention
+from tunelab.analysis._classification import accuracy_table, is_classification, plot_accuracy
+from tunelab.analysis._curves import plot_curves
+from tunelab.analysis._errors import AnalysisError
+from tunelab.analysis._extrema import aggregate, by_step, extrema, side_by_side
+from tunelab.analysis._importance import param_importance, plot_importance, rebuild_study
+from tunelab.analysis._isoflop import BudgetFit, IsoFlopFit, isoflop_fit, plot_isoflop
+from tunelab.analysis._load import load, typed_column
+from tunelab.analysis._pareto import pareto_front, plot_pareto
+from tunelab.analysis._parquet import read_parquet, to_parquet
+from tunelab.analysis._plot import Plot
+from tunelab.analysis._report import report
+from tunelab.analysis._schema import metric_keys, metric_mode, param_columns, search_info, varied_params
+from tunelab.analysis._tables import (
     companion_metric,
     format_mean_std,
     seed_table,
@@ -40,8 +44,10 @@ from analysis._tables import (
     trial_table,
 )
 
+NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
+
 __all__ = [
-    "AnalysisError", "AttentionMaps", "BudgetFit", "IsoFlopFit", "Plot", "Rungs",
+    "NOTEBOOKS", "AnalysisError", "AttentionMaps", "BudgetFit", "IsoFlopFit", "Plot", "Rungs",
     "accuracy_table", "aggregate", "by_step", "companion_metric", "config_table", "extrema", "format_mean_std",
     "is_arith", "is_classification", "isoflop_fit", "load", "load_attention", "metric_keys", "metric_mode",
     "param_columns", "param_importance", "pareto_front", "plot_accuracy", "plot_arith_curves", "plot_asha",

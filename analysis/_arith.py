@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from analysis._errors import AnalysisError
-from analysis._extrema import ALPHAS, LABELS, aggregate, by_step, extrema
-from analysis._plot import Plot, label, new_figure
-from analysis._schema import SEED, varied_params
-from trainables import metrics
+from tunelab.analysis._errors import AnalysisError
+from tunelab.analysis._extrema import ALPHAS, LABELS, aggregate, by_step, extrema
+from tunelab.analysis._plot import Plot, label, new_figure
+from tunelab.analysis._schema import SEED, varied_params
+from tunelab.trainables import metrics
 
 # Parameters drawn on log2 axes and colour bars (seed 002: "always put the axis/colorbar of d and B
 # in log2 scale").

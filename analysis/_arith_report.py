@@ -19,12 +19,12 @@ from collections.abc import Callable
 import pandas as pd
 import pyarrow as pa
 
-from analysis._arith import CURVE_PANELS, plot_arith_curves, plot_extrema, plot_order_curves
-from analysis._attention import load_attention, plot_attention
-from analysis._errors import AnalysisError
-from analysis._extrema import LABELS, VALUES, aggregate, extrema, mean_std, side_by_side
-from analysis._schema import SEED, search_info, varied_params
-from trainables import metrics
+from tunelab.analysis._arith import CURVE_PANELS, plot_arith_curves, plot_extrema, plot_order_curves
+from tunelab.analysis._attention import load_attention, plot_attention
+from tunelab.analysis._errors import AnalysisError
+from tunelab.analysis._extrema import LABELS, VALUES, aggregate, extrema, mean_std, side_by_side
+from tunelab.analysis._schema import SEED, search_info, varied_params
+from tunelab.trainables import metrics
 
 TRAINABLE = "arith"
 MODEL = "model"

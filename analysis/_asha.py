@@ -12,9 +12,9 @@ import dataclasses
 import numpy as np
 import pyarrow as pa
 
-from analysis._errors import AnalysisError
-from analysis._plot import STATUS_COLORS, Plot, label, new_figure, trial_names
-from trainables import metrics
+from tunelab.analysis._errors import AnalysisError
+from tunelab.analysis._plot import STATUS_COLORS, Plot, label, new_figure, trial_names
+from tunelab.trainables import metrics
 
 
 @dataclasses.dataclass

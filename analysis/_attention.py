@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from analysis._errors import AnalysisError
-from analysis._plot import Plot, new_figure
-from analysis._schema import search_info
-from trainables.arith.config import ATTENTION_ARTIFACT
+from tunelab.analysis._errors import AnalysisError
+from tunelab.analysis._plot import Plot, new_figure
+from tunelab.analysis._schema import search_info
+from tunelab.trainables.arith.config import ATTENTION_ARTIFACT
 
 
 @dataclasses.dataclass

@@ -14,12 +14,12 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow as pa
 
-from analysis._curves import PANELS, plot_curves
-from analysis._errors import AnalysisError
-from analysis._plot import Plot
-from analysis._schema import metric_mode, search_info
-from analysis._tables import trial_table
-from trainables import metrics
+from tunelab.analysis._curves import PANELS, plot_curves
+from tunelab.analysis._errors import AnalysisError
+from tunelab.analysis._plot import Plot
+from tunelab.analysis._schema import metric_mode, search_info
+from tunelab.analysis._tables import trial_table
+from tunelab.trainables import metrics
 
 ACCURACY = ("accuracy", metrics.TRAIN_ACC, metrics.VAL_ACC, "accuracy")
 LOSS = PANELS[0]

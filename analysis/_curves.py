@@ -11,10 +11,10 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from analysis._errors import AnalysisError
-from analysis._plot import Plot, label, new_figure, trial_labels
-from analysis._schema import search_info
-from trainables import metrics
+from tunelab.analysis._errors import AnalysisError
+from tunelab.analysis._plot import Plot, label, new_figure, trial_labels
+from tunelab.analysis._schema import search_info
+from tunelab.trainables import metrics
 
 PANELS = (
     ("loss", metrics.TRAIN_LOSS, metrics.VAL_LOSS, "cross-entropy (nats/token)"),

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from analysis._errors import AnalysisError
-from analysis._schema import SEED, varied_params
-from trainables import metrics
+from tunelab.analysis._errors import AnalysisError
+from tunelab.analysis._schema import SEED, varied_params
+from tunelab.trainables import metrics
 
 # The four curves, and whether larger is better.
 CURVES = {metrics.TRAIN_LOSS: False, metrics.VAL_LOSS: False, metrics.TRAIN_ACC: True, metrics.VAL_ACC: True}

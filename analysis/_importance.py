@@ -18,9 +18,9 @@ import math
 import numpy as np
 import pyarrow as pa
 
-from analysis._errors import AnalysisError
-from analysis._plot import Plot, new_figure
-from analysis._schema import search_info, varied_params
+from tunelab.analysis._errors import AnalysisError
+from tunelab.analysis._plot import Plot, new_figure
+from tunelab.analysis._schema import search_info, varied_params
 
 
 def rebuild_study(runs: pa.Table, metric: str | None = None, mode: str | None = None, params: list[str] | None = None):

@@ -15,9 +15,9 @@ import math
 import numpy as np
 import pyarrow as pa
 
-from analysis._errors import AnalysisError
-from analysis._plot import Plot, label, new_figure
-from trainables import metrics
+from tunelab.analysis._errors import AnalysisError
+from tunelab.analysis._plot import Plot, label, new_figure
+from tunelab.trainables import metrics
 
 BUDGET_PARAM = "flop_budget"
 

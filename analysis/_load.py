@@ -1,6 +1,6 @@
-"""MLflow runs of one search -> two Arrow tables, ``runs`` and ``history`` (DESIGN.md, "Analysis").
+"""MLflow runs of one search -> two Arrow tables, ``runs`` and ``history`` (README: "Analysis").
 
-The layout read here is the one ``search`` writes (DESIGN.md, "Results and tracking"): one parent run
+The layout read here is the one ``search`` writes (README: "What a search records"): one parent run
 per launch of a search, one child run per trial (tag ``mlflow.parentRunId``), params = the trial config
 as strings, metrics = every report with step = training iteration. Nothing of ``search`` is imported:
 analysis reads MLflow only.
@@ -26,8 +26,8 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 
-from analysis._errors import AnalysisError
-from analysis._schema import META_KEY, RUN_COLUMNS, metric_mode
+from tunelab.analysis._errors import AnalysisError
+from tunelab.analysis._schema import META_KEY, RUN_COLUMNS, metric_mode
 
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_ID_TAG = "tunelab.trial_id"

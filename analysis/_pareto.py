@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from analysis._errors import AnalysisError
-from analysis._plot import STATUS_COLORS, Plot, label, new_figure, set_metric_scale, trial_names
-from analysis._schema import search_info
+from tunelab.analysis._errors import AnalysisError
+from tunelab.analysis._plot import STATUS_COLORS, Plot, label, new_figure, set_metric_scale, trial_names
+from tunelab.analysis._schema import search_info
 
 
 def pareto_front(cost: Sequence[float], quality: Sequence[float], mode: str = "min") -> list[int]:

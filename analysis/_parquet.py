@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analysis._errors import AnalysisError
+from tunelab.analysis._errors import AnalysisError
 
 RUNS_FILE = "runs.parquet"
 HISTORY_FILE = "history.parquet"

@@ -2,7 +2,7 @@
 
 Figures are made with ``matplotlib.figure.Figure`` directly, never through pyplot, so nothing here
 changes the global backend (a notebook keeps its inline backend) and rendering goes through Agg.
-matplotlib is imported lazily (STYLE rule 10): ``import analysis`` does not import it.
+matplotlib is imported lazily (as Optuna guards pandas): ``import tunelab.analysis`` does not import it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from trainables import metrics
+from tunelab.trainables import metrics
 
 STATUS_COLORS = {
     "completed": "#1b9e77", "stopped_early": "#7570b3", "diverged": "#d95f02", "oom": "#e7298a",

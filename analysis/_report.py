@@ -17,20 +17,20 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from analysis._arith_report import arith_blocks, is_arith
-from analysis._asha import plot_asha
-from analysis._classification import classification_blocks, is_classification
-from analysis._curves import plot_curves
-from analysis._errors import AnalysisError
-from analysis._importance import plot_importance
-from analysis._isoflop import BUDGET_PARAM, plot_isoflop
-from analysis._load import load
-from analysis._pareto import plot_pareto
-from analysis._parquet import to_parquet
-from analysis._plot import Plot, trial_names
-from analysis._schema import SEED, search_info
-from analysis._tables import format_mean_std, seed_table, status_counts, to_html, to_markdown, top_k, trial_table
-from trainables import metrics
+from tunelab.analysis._arith_report import arith_blocks, is_arith
+from tunelab.analysis._asha import plot_asha
+from tunelab.analysis._classification import classification_blocks, is_classification
+from tunelab.analysis._curves import plot_curves
+from tunelab.analysis._errors import AnalysisError
+from tunelab.analysis._importance import plot_importance
+from tunelab.analysis._isoflop import BUDGET_PARAM, plot_isoflop
+from tunelab.analysis._load import load
+from tunelab.analysis._pareto import plot_pareto
+from tunelab.analysis._parquet import to_parquet
+from tunelab.analysis._plot import Plot, trial_names
+from tunelab.analysis._schema import SEED, search_info
+from tunelab.analysis._tables import format_mean_std, seed_table, status_counts, to_html, to_markdown, top_k, trial_table
+from tunelab.trainables import metrics
 
 ARTIFACT_PATH = "report"
 FIGURES = "figures"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from trainables import metrics
+from tunelab.trainables import metrics
 
 META_KEY = b"tunelab"
 SEED = "seed"

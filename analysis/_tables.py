@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from analysis._schema import SEED, search_info, varied_params
-from trainables import metrics
+from tunelab.analysis._schema import SEED, search_info, varied_params
+from tunelab.trainables import metrics
 
 _AT_BEST = (metrics.EPOCH, metrics.WALL_S)
 

@@ -25,16 +25,13 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import analysis
-from trainables import metrics
+from tunelab import analysis
+from tunelab.trainables import metrics
 
 KEYS = (
     metrics.TRAIN_LOSS, metrics.VAL_LOSS, metrics.TRAIN_PPL, metrics.VAL_PPL, metrics.BEST_VAL_PPL,

@@ -13,19 +13,15 @@ s/evaluation. The search's estimate on 2 cores is the sum over its trials over `
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-import spaces
-from trainables import REGISTRY
-from trainables.arith.config import eval_steps
-from trainables.arith.train import Trial
+from tunelab import spaces
+from tunelab.trainables import REGISTRY
+from tunelab.trainables.arith.config import eval_steps
+from tunelab.trainables.arith.train import Trial
 
 FREE = ("seed", "weight_decay")  # fields that leave a step's cost unchanged
 

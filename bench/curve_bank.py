@@ -2,12 +2,12 @@
 
     python bench/curve_bank.py gpt                     # about 1 h on 2 cores: 432 GPT trials
     python bench/curve_bank.py gpt --export-only --storage DIR    # export an earlier run again
-    python bench/curve_bank.py gpt --describe          # what bench/data/gpt_shakespeare_char's curves look like
+    python bench/curve_bank.py gpt --describe          # what trainables/curve_banks/gpt_shakespeare_char's curves look like
     python bench/curve_bank.py gpt --set budget.trials=8 --set n_layer=1 ...   # a smaller grid
 
 A bank is a real tunelab search (``search.run``: Ray, the grid sampler in a random order, FIFO so
 every configuration runs to its end, MLflow) over a full-factorial grid of a real trainable. Its
-curves are read back from MLflow through ``analysis.load`` and written under ``bench/data/<bank>/``:
+curves are read back from MLflow through ``analysis.load`` and written under ``trainables/curve_banks/<bank>/``:
 
 - ``runs.parquet``: one row per trial: ``trial`` (0..n-1 in start order), ``status``, the grid
   parameters (the search file's ``space``: the config values the trial ran with, ``seed`` included)
@@ -36,8 +36,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(ROOT))
 # Ray's workers import the project from this working tree too, not from an installed copy.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
@@ -45,13 +43,13 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-import analysis
-import spaces
-from trainables import metrics as M
-from trainables import curves
-from trainables.curves import BANK_META_KEY, HISTORY_FILE, HISTORY_KEYS, RUNS_FILE
+from tunelab import analysis
+from tunelab import spaces
+from tunelab.trainables import metrics as M
+from tunelab.trainables import curves
+from tunelab.trainables.curves import BANK_META_KEY, HISTORY_FILE, HISTORY_KEYS, RUNS_FILE
 
-DATA = ROOT / "bench" / "data"
+DATA = ROOT / "trainables" / "curve_banks"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +58,7 @@ class Recipe:
 
     Attributes:
         file: the search file (its ``space`` is the grid; ``grid`` sampler, FIFO).
-        folder: the bank's folder under ``bench/data``.
+        folder: the bank's folder under ``trainables/curve_banks``.
         prepare: ``storage -> overrides`` run before the search (e.g. making a token folder).
     """
 
@@ -70,7 +68,7 @@ class Recipe:
 
 
 def _shakespeare_tokens(storage: Path) -> list[str]:
-    from trainables.gpt import tokens
+    from tunelab.trainables.gpt import tokens
 
     out = storage / "tokens" / "shakespeare-char"
     if not (out / "meta.json").exists():
@@ -216,14 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("bank", choices=sorted(BANKS))
     p.add_argument("--storage", default=str(ROOT / "runs" / "curve-banks"), help="results root of the bank's search")
-    p.add_argument("--out", default=None, help="bank folder (default bench/data/<folder>)")
+    p.add_argument("--out", default=None, help="bank folder (default trainables/curve_banks/<folder>)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override the search file (as `tunelab run --set`)")
     p.add_argument("--export-only", action="store_true", help="export the search already under --storage")
     p.add_argument("--describe", action="store_true", help="only describe the bank already exported")
     args = p.parse_args(argv)
 
-    import search
+    from tunelab import search
 
     recipe = BANKS[args.bank]
     storage = Path(args.storage).expanduser().resolve()

@@ -18,24 +18,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from trainables.flops import gpt_flops_per_token
-from trainables.gpt import tokens
-from trainables.gpt.config import GPTConfig, ModelConfig
-from trainables.gpt.model import GPT
-from trainables.gpt.train import make_optimizer, setup, train_step
+from tunelab.trainables.flops import gpt_flops_per_token
+from tunelab.trainables.gpt import tokens
+from tunelab.trainables.gpt.config import GPTConfig, ModelConfig
+from tunelab.trainables.gpt.model import GPT
+from tunelab.trainables.gpt.train import make_optimizer, setup, train_step
 
 # Throughput shapes: (name, model and batch fields). CPU ones fit a laptop core or two.
 CPU_SHAPES = [

@@ -28,14 +28,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-import trainables
-from trainables import _skeleton, metrics as M
-from trainables.gpt.config import memory_estimate_mb
+from tunelab import trainables
+from tunelab.trainables import _skeleton, metrics as M
+from tunelab.trainables.gpt.config import memory_estimate_mb
 
 from bench.gpt_throughput import synthetic_tokens
 

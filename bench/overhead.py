@@ -1,7 +1,15 @@
-"""What a trial costs the search machinery: seconds per trial of tunelab and of raw Ray Tune, side by side.
+"""What a trial costs the search machinery: seconds per trial of tunelab and of raw Ray Tune, side by side;
+and what a whole one-trial search costs from the shell (``--startup``).
 
     python bench/overhead.py                          # sizes 8 and 32 trials, 2 interleaved rounds
     python bench/overhead.py --sizes 10 50 --rounds 3 --modes fifo
+    python bench/overhead.py --startup --rounds 5     # one-trial searches, whole processes
+
+``--startup`` times whole processes, as a user meets them: ``tunelab run synthetic_load --set
+budget.trials=1`` into a results folder that exists already (its MLflow database made by an untimed
+first search), against a Python process that runs the same one synthetic trial with raw Ray Tune
+(``ray.init``, a ``Tuner`` of one trial, the fit, the exit). Rounds alternate which goes first; the
+table gives the median and the fastest of each, and their ratio.
 
 Every search runs ``spaces/synthetic_load.yaml``'s trainable (the synthetic one: 4 reports per trial,
 no model, microseconds of work), so what is timed is the search machinery. The per-trial figure is
@@ -41,8 +49,6 @@ import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 import ray
@@ -51,10 +57,10 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-import search
-import spaces
-from search._samplers import make_sampler
-from trainables import synthetic
+from tunelab import search
+from tunelab import spaces
+from tunelab.search._samplers import make_sampler
+from tunelab.trainables import synthetic
 
 FILE = spaces.CATALOGUE / "synthetic_load.yaml"
 # Each mode's overrides of the file (which is TPE + ASHA).
@@ -103,6 +109,50 @@ def run_raw(s: spaces.Search, storage: Path) -> float:
     return elapsed
 
 
+# The raw side of --startup: what a Ray Tune user writes for one trial of the same trainable.
+RAW_STARTUP = """
+import sys
+import ray
+from ray import tune
+from tunelab.trainables import synthetic
+tuner = tune.Tuner(lambda config: synthetic.train(config), param_space={"x": 0.3, "y": -0.2},
+                   tune_config=tune.TuneConfig(num_samples=1, metric="val_loss", mode="min"),
+                   run_config=tune.RunConfig(name=sys.argv[2], storage_path=sys.argv[1], verbose=0))
+assert len(tuner.fit()) == 1
+"""
+
+
+def startup(rounds: int) -> None:
+    """Whole-process wall time of a one-trial search: tunelab's CLI against raw Ray Tune."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # each process starts its own Ray
+    times = {"tunelab": [], "raw": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        def tunelab_run(name: str) -> list[str]:
+            return [sys.executable, "-m", "tunelab", "run", "synthetic_load", "--set", "budget.trials=1",
+                    "--name", name, "--storage", f"{tmp}/tunelab"]
+
+        subprocess.run(tunelab_run("first"), env=env, check=True, capture_output=True)  # makes the folder and DB
+        for r in range(rounds):
+            for side in (("tunelab", "raw") if r % 2 == 0 else ("raw", "tunelab")):
+                cmd = (tunelab_run(f"one-{r}") if side == "tunelab"
+                       else [sys.executable, "-c", RAW_STARTUP, f"{tmp}/raw", f"one-{r}"])
+                start = time.perf_counter()
+                proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                times[side].append(time.perf_counter() - start)
+                assert proc.returncode == 0, proc.stderr[-2000:]
+                print(f"round {r} {side:7} {times[side][-1]:6.1f} s", file=sys.__stdout__, flush=True)
+    print(f"\none synthetic trial per search, whole process, {rounds} rounds, ray {ray.__version__}, "
+          f"{os.cpu_count()} CPUs")
+    print("| side | median wall s | fastest wall s |")
+    print("|---|---:|---:|")
+    for side, label in (("tunelab", "`tunelab run synthetic_load --set budget.trials=1`"), ("raw", "raw Ray Tune")):
+        print(f"| {label} | {statistics.median(times[side]):.1f} | {min(times[side]):.1f} |")
+    print(f"| ratio tunelab / raw | {statistics.median(times['tunelab']) / statistics.median(times['raw']):.2f} | "
+          f"{min(times['tunelab']) / min(times['raw']):.2f} |")
+
+
 def slope(times: dict[int, list[float]]) -> float:
     """Seconds per trial: the least-squares slope of the median wall time against the trial count."""
     xs = sorted(times)
@@ -117,7 +167,11 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
     p.add_argument("--max-concurrent", type=int, default=2)
+    p.add_argument("--startup", action="store_true", help="time whole one-trial searches instead")
     args = p.parse_args()
+    if args.startup:
+        startup(args.rounds)
+        return
     if len(set(args.sizes)) < 2:
         p.error("--sizes needs at least two different trial counts")
 

@@ -47,8 +47,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
@@ -237,9 +235,9 @@ def wlm_step_s(root: Path, folder: Path, case: RNNCase, threads: int) -> tuple[f
 
 def ours_gpt(case: GPTCase, token_folder: Path) -> Callable[[int], float]:
     """A function of ``warmup`` giving the fastest step of our GPT trainable, in seconds."""
-    from trainables.gpt.config import GPTConfig
-    from trainables.gpt.tokens import TokenData
-    from trainables.gpt.train import setup
+    from tunelab.trainables.gpt.config import GPTConfig
+    from tunelab.trainables.gpt.tokens import TokenData
+    from tunelab.trainables.gpt.train import setup
 
     cfg = GPTConfig(vocab_size=65, n_positions=case.block, n_layer=case.n_layer, n_head=case.n_head,
                     n_embd=case.n_embd, dropout=case.dropout, bias=False, batch_size=case.batch,
@@ -263,9 +261,9 @@ def ours_gpt(case: GPTCase, token_folder: Path) -> Callable[[int], float]:
 
 def ours_rnn(case: RNNCase) -> Callable[[], float]:
     """A function giving the seconds per batch of our RNN trainable's fastest ``run_epoch`` window."""
-    from trainables.rnn.config import RNNConfig
-    from trainables.rnn.data import load_data
-    from trainables.rnn.train import run_epoch, setup
+    from tunelab.trainables.rnn.config import RNNConfig
+    from tunelab.trainables.rnn.data import load_data
+    from tunelab.trainables.rnn.train import run_epoch, setup
 
     cfg = RNNConfig(hidden_size=case.hidden, num_layers=case.layers, bptt=case.bptt, batch_size=case.batch,
                     dropout=0.0, device="cpu")
@@ -370,7 +368,7 @@ def main(argv: list[str] | None = None) -> None:
             tokens = None
             if isinstance(case, GPTCase):
                 prepare_nanogpt(root, args.data, args.threads)
-                from trainables.gpt.tokens import prepare
+                from tunelab.trainables.gpt.tokens import prepare
                 tokens = root / "tokens"
                 prepare(args.data / "tinyshakespeare" / "input.txt", tokens, "char")
                 sides[name] = {"peer": lambda r=root, c=case: nanogpt_step_s(r, c, args.warmup, args.threads)}

@@ -20,21 +20,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import time
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 import torch.nn.functional as F
 
-from trainables.flops import rnn_flops_per_token
-from trainables.rnn.config import RNNConfig
-from trainables.rnn.data import PTBData, load_data
-from trainables.rnn.model import detach
-from trainables.rnn.train import Trial, run_epoch, setup
+from tunelab.trainables.flops import rnn_flops_per_token
+from tunelab.trainables.rnn.config import RNNConfig
+from tunelab.trainables.rnn.data import PTBData, load_data
+from tunelab.trainables.rnn.model import detach
+from tunelab.trainables.rnn.train import Trial, run_epoch, setup
 
 PTB_TRAIN_TOKENS = 929_589
 

@@ -33,9 +33,9 @@ import numpy as np
 import optuna
 
 import search_efficiency as se
-import spaces
-from search._samplers import make_sampler
-from trainables import tabular
+from tunelab import spaces
+from tunelab.search._samplers import make_sampler
+from tunelab.trainables import tabular
 
 DEFAULT_VARIANTS = (
     "random=sampler.name=random",

@@ -42,14 +42,11 @@ import math
 import os
 import re
 import statistics
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # Ray's workers import the trainables from this checkout too, wherever the bench is started from.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
                                                          os.environ.get("PYTHONPATH")]))
@@ -57,10 +54,10 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 import numpy as np
 
-import analysis
-import search
-import spaces
-from trainables import curves, metrics, tabular
+from tunelab import analysis
+from tunelab import search
+from tunelab import spaces
+from tunelab.trainables import curves, metrics, tabular
 
 ROOT = Path(__file__).resolve().parents[1]
 FRACTIONS = (0.25, 0.5, 1.0)

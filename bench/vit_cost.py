@@ -18,20 +18,16 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch
 
-import spaces
-from trainables.vit import train as vit_train
-from trainables.vit.config import ViTConfig, param_count
-from trainables.vit.data import ImageData
+from tunelab import spaces
+from tunelab.trainables.vit import train as vit_train
+from tunelab.trainables.vit.config import ViTConfig, param_count
+from tunelab.trainables.vit.data import ImageData
 
 TRAIN, EVAL = 45_000, 15_000
 

@@ -2,16 +2,17 @@
 
 ``run``, ``resume`` and ``sync`` are the callable core behind ``tunelab run``, ``resume`` and ``sync``;
 ``load_study`` opens a search's Optuna study from its folder. The names below are imported on first
-use (PEP 562), so ``import search`` (and ``tunelab inspect``, ``tunelab train``) does not import Ray.
+use (PEP 562), so ``import tunelab.search`` (and ``tunelab inspect``, ``tunelab train``) does not import Ray.
 """
 
 import importlib
 
 _EXPORTS = {
-    "FlopBudgetStopper": "search._budget", "InfeasibleSpaceError": "search._searcher",
-    "MLflowTracker": "search._tracking", "OptunaSearcher": "search._searcher", "Outcome": "search._summary",
-    "SearchExistsError": "search._run", "TrackingError": "search._tracking", "load_study": "search._paths",
-    "resume": "search._resume", "run": "search._run", "sync": "search._resume",
+    "MissingObjective": "tunelab.search._ends", "run_search": "tunelab.search._api",
+    "FlopBudgetStopper": "tunelab.search._budget", "InfeasibleSpaceError": "tunelab.search._searcher",
+    "MLflowTracker": "tunelab.search._tracking", "OptunaSearcher": "tunelab.search._searcher", "Outcome": "tunelab.search._summary",
+    "SearchExistsError": "tunelab.search._run", "TrackingError": "tunelab.search._tracking", "load_study": "tunelab.search._paths",
+    "resume": "tunelab.search._resume", "run": "tunelab.search._run", "sync": "tunelab.search._resume",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -19,5 +20,5 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str):
     if name not in _EXPORTS:
-        raise AttributeError(f"module 'search' has no attribute {name!r}")
+        raise AttributeError(f"module 'tunelab.search' has no attribute {name!r}")
     return getattr(importlib.import_module(_EXPORTS[name]), name)

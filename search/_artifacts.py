@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from trainables._report import ARTIFACTS
+from tunelab.trainables._report import ARTIFACTS
 
 
 def log_checkpoint_artifacts(client: MlflowClient, run_id: str, trial) -> list[str]:

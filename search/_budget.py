@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ray.tune.stopper import Stopper
 
-from trainables import metrics
+from tunelab.trainables import metrics
 
 
 class FlopBudgetStopper(Stopper):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from search import _tracking
-from search._paths import STATE_FILE
-from trainables import metrics
+from tunelab.search import _tracking
+from tunelab.search._paths import STATE_FILE
+from tunelab.trainables import metrics
 
 
 def list_searches(storage: Path) -> list[dict]:

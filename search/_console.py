@@ -26,11 +26,11 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
-from trainables import metrics
+from tunelab.trainables import metrics
 
 RAY_LOG = "ray.log"
 # Loggers whose records belong on the console, not in ray.log: ours (e.g. "MLflow does not answer").
-_OWN_LOGGERS = ("search",)
+_OWN_LOGGERS = ("tunelab",)
 # Loggers that print progress of their own that ray.log keeps (Optuna: "A new study created").
 _QUIET_LOGGERS = ("optuna", "mlflow", "ray")
 
@@ -192,7 +192,7 @@ class LiveConsole(Callback):
         self._ended_line(trial, metrics.final_status(trial.last_result))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._ended_line(trial, metrics.ERROR)
+        self._ended_line(trial, metrics.ERROR, error_message(trial))
 
     def on_experiment_end(self, trials, **info) -> None:
         if self._live is not None:
@@ -204,7 +204,7 @@ class LiveConsole(Callback):
     def _better(self, a: float, b: float) -> bool:
         return a < b if self.mode == "min" else a > b
 
-    def _ended_line(self, trial, status: str) -> None:
+    def _ended_line(self, trial, status: str, error: str | None = None) -> None:
         row = self._running.pop(trial.trial_id, None) or _Row(self.label(trial), "")
         self._ended += 1
         new_best = row.best is not None and (self._best is None or self._better(row.best, self._best))
@@ -214,9 +214,22 @@ class LiveConsole(Callback):
         where = "" if row.progress is None else f"{self.time_attr} {_short(row.progress)}"
         count = f"[{self._ended}/{self.trials} {_clock(time.monotonic() - self._start)}]"
         line = "  ".join((f"{count:<11}", row.name, f"{status:<13}", f"{where:<9}", f"{best:<30}", row.sampled)).rstrip()
+        if error:
+            line += f"\n{'':<11}  {row.name}  raised {error}"
         if self._console is None:  # no setup(): Tune restored the callback mid-search
             self.setup()
         self._console.print(line, markup=False, soft_wrap=True)
+
+
+def error_message(trial) -> str | None:
+    """The last line of the traceback Ray kept for a trial that raised ("ValueError: ...")."""
+    path = getattr(trial, "error_file", None)
+    try:
+        with open(path) as f:
+            lines = [line.strip() for line in f.read().splitlines() if line.strip()]
+    except (OSError, TypeError):
+        return None
+    return lines[-1][:300] if lines else None
 
 
 class _Row:

@@ -14,8 +14,8 @@ from typing import Any
 
 from mlflow.entities import Dataset, DatasetInput, InputTag
 
-from trainables.gpt.tokens import META, TokenData
-from trainables.rnn.data import SHA256, PTBData
+from tunelab.trainables.gpt.tokens import META, TokenData
+from tunelab.trainables.rnn.data import SHA256, PTBData
 
 CONTEXT_TAG = "mlflow.data.context"  # MLflow's input tag for the role of a dataset
 

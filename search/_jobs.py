@@ -1,14 +1,15 @@
 """Searches as Ray Jobs on a cluster: submit, status, logs, stop.
 
 The search file is checked here, before anything is sent. Its text travels with the job (in the
-job's environment, ``TUNELAB_SEARCH_TEXT``), so any file works, inside the project folder or not: the
-job writes it into its working directory and runs it. The project folder goes to the cluster as the
-job's ``working_dir`` (results, virtual environments, caches and token folders left out), and the
-entrypoint is ``tunelab run`` on the head, whose driver joins the cluster through the ``RAY_ADDRESS``
-the Jobs server gives it. A relative ``data.dir`` or ``data.tokens`` (read from where you run
-``tunelab``) travels only if it lies in the part of the project folder that is sent; it is then
-given to the job relative to the project copy, which resolves it the same way, and any other is
-refused before anything is sent. ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``, when set here, go with the
+job's environment, ``TUNELAB_SEARCH_TEXT``), so any file works, wherever it lies: the job writes it
+into its working directory and runs it. The folder you submit from (your project: its code, small
+data) goes to the cluster as the job's ``working_dir`` (results, virtual environments, caches and
+token folders left out), as ``ray job submit --working-dir .`` sends it; tunelab itself is not sent:
+every node has the same version installed (``cluster.yaml``), and the entrypoint is ``python -m
+tunelab run`` on the head, whose driver joins the cluster through the ``RAY_ADDRESS`` the Jobs
+server gives it. A relative ``data.dir`` or ``data.tokens`` travels only if it lies in the part of
+that folder that is sent, where the job finds it at the same relative path; any other is refused
+before anything is sent. ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``, when set here, go with the
 job, so the search's runs are the submitter's on a tracking server with logins.
 
 Token authentication (Ray 2.60's default) is Ray's own: with ``RAY_AUTH_MODE=token`` the client sends
@@ -24,9 +25,8 @@ import shlex
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import spaces
+from tunelab import spaces
 
-PROJECT = Path(__file__).resolve().parents[1]
 # Never uploaded: local results and databases, environments, caches, prepared token files.
 EXCLUDES = [
     ".venv", "venv", "runs", "mlruns", "mlartifacts", "reports", "tokens", "*.db",
@@ -58,7 +58,7 @@ def entrypoint(file_name: str, overrides: Sequence[str], name: str | None, stora
     """The shell command the job runs on the head, from its copy of the project folder: write the
     search file's text (``$TUNELAB_SEARCH_TEXT``) under its own name, then run it."""
     target = f"{SUBMITTED}/{file_name}"
-    args = ["python", "-m", "search.cli", "run", target]
+    args = ["python", "-m", "tunelab", "run", target]
     for o in overrides:
         args += ["--set", o]
     if name:
@@ -73,25 +73,37 @@ def submit(address: str, file: str, overrides: Sequence[str] = (), name: str | N
     """Check the search file here, then send it as a Ray Job; returns the job's submission id."""
     path = Path(file)
     search = spaces.load(path, list(overrides))  # bad input stops here: exit 2, nothing sent
-    moved = travelling_data(search)  # a data folder that cannot travel stops here too
+    folder = Path.cwd()
+    moved = travelling_data(search, folder)  # a data folder that cannot travel stops here too
     env = {TEXT_VAR: search.text, **{k: os.environ[k] for k in FORWARDED if os.environ.get(k)}}
     c = client(address)
     try:
         return c.submit_job(
-            entrypoint=entrypoint(path.name, [*overrides, *moved], name, storage or search.spec.storage),
-            runtime_env={"working_dir": str(PROJECT), "excludes": EXCLUDES, "env_vars": env},
-            metadata={"tunelab.search": name or search.spec.name, "tunelab.file": str(path.resolve())},
+            entrypoint=entrypoint(Path(search.file).name, [*overrides, *moved], name, storage or search.spec.storage),
+            runtime_env={"working_dir": str(folder), "excludes": EXCLUDES, "env_vars": env},
+            metadata={"tunelab.search": name or search.spec.name, "tunelab.file": str(Path(search.file).resolve()),
+                      "tunelab.version": _version()},
         )
     except Exception as exc:
         raise JobError(f"{address}: submitting {path}: {_first_line(exc)}") from None
 
 
-def travelling_data(search: spaces.Search) -> list[str]:
-    """``--set`` overrides that give the job each relative data folder relative to the project copy.
+def _version() -> str:
+    import tunelab
+
+    return tunelab.__version__
+
+
+def travelling_data(search: spaces.Search, folder: Path | None = None) -> list[str]:
+    """``--set`` overrides that give the job each relative data folder relative to its copy of ``folder``.
+
+    Args:
+        folder: the folder sent as the job's working directory (default: the current one).
 
     Raises:
-        spaces.SpecError: a relative data folder outside what is sent (the project folder, less EXCLUDES).
+        spaces.SpecError: a relative data folder outside what is sent (``folder``, less EXCLUDES).
     """
+    folder = (folder or Path.cwd()).resolve()
     data = search.spec.data.model_dump()
     moved = []
     for key in DATA_PATHS:
@@ -101,9 +113,10 @@ def travelling_data(search: spaces.Search) -> list[str]:
         local = (Path.cwd() / value).resolve()
         if key == "tokens" and not local.exists() and data.get("dir"):
             continue  # looked up under data.dir, there as here
-        rel = local.relative_to(PROJECT) if local.is_relative_to(PROJECT) else None
+        rel = local.relative_to(folder) if local.is_relative_to(folder) else None
         if rel is None or any(fnmatch.fnmatch(part, pat) for part in rel.parts for pat in EXCLUDES):
-            where = "outside the project folder" if rel is None else "in a part of the project folder that is not sent"
+            where = (f"outside the folder submitted from ({folder})" if rel is None
+                     else "in a part of the folder submitted from that is not sent")
             raise spaces.SpecError(
                 search.file, f"data.{key}",
                 f"{value!r} ({local}) cannot travel with the job: it is {where}; give a folder that exists "

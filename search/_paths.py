@@ -14,8 +14,8 @@ from pathlib import Path
 
 import optuna
 
-import spaces
-from search._searcher import open_storage
+from tunelab import spaces
+from tunelab.search._searcher import open_storage
 
 STATE_FILE = "tunelab.json"
 SEARCH_FILE = "search.yaml"

@@ -17,10 +17,10 @@ from pathlib import Path
 from optuna.trial import TrialState
 from ray import tune
 
-import spaces
-from search import _tracking
-from search._paths import PENDING_FILE, load_study
-from search._searcher import RAY_TRIAL_ATTR, end_stopped as tell_stopped
+from tunelab import spaces
+from tunelab.search import _tracking
+from tunelab.search._paths import PENDING_FILE, load_study
+from tunelab.search._searcher import RAY_TRIAL_ATTR, end_stopped as tell_stopped
 
 
 # Why the trials that a stopper ended with the whole search stopped (their child runs' descriptions).

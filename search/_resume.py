@@ -7,10 +7,10 @@ from pathlib import Path
 
 from ray import tune
 
-import spaces
-from search import _console, _replay, _tracking, _tuner
-from search._paths import SEARCH_FILE, STATE_FILE, read_state
-from search._summary import Outcome, close_parent, finish, is_closed, summarize
+from tunelab import spaces
+from tunelab.search import _console, _replay, _tracking, _tuner
+from tunelab.search._paths import SEARCH_FILE, STATE_FILE, read_state
+from tunelab.search._summary import Outcome, close_parent, finish, is_closed, summarize
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def resume(name: str, storage: str | Path = "runs", *, address: str | None = Non
             ray_log.open(exp_dir / _console.RAY_LOG)
         started = _tuner.init_ray(address)
         tuner = _tuner.restored_tuner(search, data, exp_dir)
-        outcome = finish(tuner.fit(), search, exp_dir, client, state["parent_run_id"])
+        outcome = finish(_tuner.fit(tuner), search, exp_dir, client, state["parent_run_id"])
         if started:  # the trials' last lines, which Ray flushes when it stops, go to ray.log
             _tuner.shutdown_ray()
         return outcome

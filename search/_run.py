@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import spaces
-from search import _console, _inputs, _tracking, _tuner, _ui, _warmstart
-from search._paths import SEARCH_FILE, STATE_FILE, experiment_dir, study_storage, write_state
-from search._summary import Outcome, describe, finish
+from tunelab import spaces
+from tunelab.search import _console, _inputs, _tracking, _tuner, _ui, _warmstart
+from tunelab.search._ends import MissingObjective
+from tunelab.search._paths import SEARCH_FILE, STATE_FILE, experiment_dir, study_storage, write_state
+from tunelab.search._summary import Outcome, describe, finish
 
 
 class SearchExistsError(ValueError):
@@ -31,6 +32,7 @@ def run(search: spaces.Search, *, address: str | None = None, verbose: bool = Fa
     Raises:
         SearchExistsError: the experiment folder already holds a search of that name.
         spaces.SpecError: the data or the tracking server cannot be used; nothing is started or written.
+        MissingObjective: a trial's report lacked the objective; the search was ended and closed.
     """
     exp_dir = experiment_dir(search)
     if (exp_dir / STATE_FILE).exists():
@@ -64,10 +66,13 @@ def _launch(search: spaces.Search, data, warm, exp_dir: Path, address: str | Non
         "experiment_id": exp_id, "parent_run_id": parent, "spec_hash": search.spec_hash,
     })
     started = _tuner.init_ray(address)
-    tuner = _tuner.new_tuner(search, data, exp_dir, exp_id, parent, verbose=verbose, inputs=inputs)
-    outcome = finish(tuner.fit(), search, exp_dir, client, parent)
+    check = _tuner.objective_check(search)
+    tuner = _tuner.new_tuner(search, data, exp_dir, exp_id, parent, verbose=verbose, inputs=inputs, check=check)
+    outcome = finish(_tuner.fit(tuner), search, exp_dir, client, parent)
     if started:  # now, so that the trials' last lines, which Ray flushes when it stops, go to ray.log
         _tuner.shutdown_ray()
+    if check.problem is not None:
+        raise MissingObjective(f"{search.file}: {check.problem}; the search was stopped")
     return outcome
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optuna
 
-from spaces import Search
+from tunelab.spaces import Search
 
 
 class GridSampler(optuna.samplers.GridSampler):

@@ -31,7 +31,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from trainables import metrics
+from tunelab.trainables import metrics
 
 log = logging.getLogger(__name__)
 

@@ -11,17 +11,20 @@ from typing import Any
 
 from ray import tune
 
-import spaces
-from search import _replay, _tracking
-from search._paths import PENDING_FILE, load_study
-from search._searcher import REASON_ATTR, STATUS_ATTR
-from trainables import metrics
+from tunelab import spaces
+from tunelab.search import _replay, _tracking
+from tunelab.search._paths import PENDING_FILE, load_study
+from tunelab.search._searcher import REASON_ATTR, STATUS_ATTR
+from tunelab.trainables import metrics
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
 class TrialSummary:
+    """One trial of a search: ``params`` the sampled values, ``config`` all of it, ``best`` its best
+    objective, ``error`` the last line of what it raised (status ``error``)."""
+
     trial_id: str
     status: str
     params: dict[str, Any]
@@ -29,6 +32,8 @@ class TrialSummary:
     iterations: int
     name: str = ""  # t003: the number in its MLflow run's name (the trial id until MLflow is read)
     run_id: str = ""  # its MLflow child run
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    error: str | None = None
 
 
 @dataclasses.dataclass
@@ -46,6 +51,21 @@ class Outcome:
     best: TrialSummary | None
     tracking_pending: bool = False  # MLflow was unreachable at the end: `tunelab sync` completes it
     about: str = ""  # what was searched, how (``describe``)
+
+    @property
+    def best_config(self) -> dict[str, Any] | None:
+        """The whole config of the best trial (None when no trial has a value)."""
+        return None if self.best is None else dict(self.best.config)
+
+    @property
+    def best_value(self) -> float | None:
+        """The best trial's best objective."""
+        return None if self.best is None else self.best.best
+
+    @property
+    def errors(self) -> list[TrialSummary]:
+        """The trials that raised."""
+        return [t for t in self.trials if t.status == metrics.ERROR]
 
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in metrics.STATUSES}
@@ -158,7 +178,8 @@ def summarize(grid, search: spaces.Search, exp_dir: Path, parent: str) -> tuple[
         config = result.config or {}  # None for a trial the time budget stopped before it ever ran
         params = {k: config.get(k) for k in search.space.params if k in config}
         trials.append(TrialSummary(last.get("trial_id", "?"), status, params, best,
-                                   int(last.get("training_iteration", 0))))
+                                   int(last.get("training_iteration", 0)), config=dict(config),
+                                   error=error_line(result.error)))
     study = load_study(exp_dir, spec.name)
     infeasible = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(STATUS_ATTR) == metrics.INFEASIBLE]
     scored = [t for t in trials if t.best is not None and math.isfinite(t.best)]
@@ -167,6 +188,14 @@ def summarize(grid, search: spaces.Search, exp_dir: Path, parent: str) -> tuple[
     outcome = Outcome(spec.name, exp_dir, search.tracking_uri, parent, spec.metric, spec.mode, trials,
                       len(infeasible), best, about=describe(search))
     return outcome, infeasible
+
+
+def error_line(error: BaseException | None) -> str | None:
+    """What a trial raised, in one line: the last line of the traceback Ray carries ("ValueError: ...")."""
+    if error is None:
+        return None
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:300]
 
 
 def close_parent(client, parent: str, outcome: Outcome, infeasible: list) -> None:

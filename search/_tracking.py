@@ -1,4 +1,4 @@
-"""MLflow layout of a search (DESIGN.md, "Results and tracking"), written by the driver only.
+"""MLflow layout of a search (README: "What a search records"), written by the driver only.
 
 One parent run per search; one child run per Ray trial, found again by its trial id after
 ``tunelab resume`` (Ray's ``MLflowLoggerCallback`` keeps that map in memory only, so a resumed search
@@ -29,8 +29,9 @@ from mlflow.tracking import MlflowClient
 from mlflow.tracking.registry import UnsupportedModelRegistryStoreURIException
 from ray.tune import Callback
 
-from search._artifacts import log_checkpoint_artifacts
-from trainables import metrics
+from tunelab.search import _ends
+from tunelab.search._artifacts import log_checkpoint_artifacts
+from tunelab.trainables import metrics
 
 log = logging.getLogger(__name__)
 
@@ -152,13 +153,24 @@ def _short(value: Any) -> str:
 
 
 def numeric_metrics(result: Mapping[str, Any]) -> dict[str, float]:
-    """The reportable numbers of a Tune result: our metrics and Tune's progress counters."""
+    """The reportable numbers of a Tune result: every number the trainable reported (nested dicts
+    flattened as ``a/b``), whatever its name, and Tune's progress counters; not Ray's bookkeeping."""
     out = {}
-    for key in metrics.ALL + _PROGRESS_KEYS:
-        value = result.get(key)
+    for key, value in _flat(result):
+        if key in _ends.RAY_KEYS and key not in _PROGRESS_KEYS:
+            continue
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             out[key] = float(value)
     return out
+
+
+def _flat(result: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for key, value in result.items():
+        if isinstance(value, Mapping):
+            if key != "config":
+                yield from _flat(value, f"{prefix}{key}/")
+        else:
+            yield f"{prefix}{key}", value
 
 
 def report_metrics(result: Mapping[str, Any], step: int, timestamp_ms: int, *, with_constants: bool) -> list[Metric]:
@@ -177,13 +189,15 @@ def report_metrics(result: Mapping[str, Any], step: int, timestamp_ms: int, *, w
     return out
 
 
-def end_metrics(last_result: Mapping[str, Any] | None, timestamp_ms: int) -> list[Metric]:
-    """The flags a trial ended with (``diverged``, ``oom``, ``finished``; 0 when absent), at its last
-    step; nothing for a trial that never reported."""
+def end_metrics(last_result: Mapping[str, Any] | None, status: str, timestamp_ms: int) -> list[Metric]:
+    """The flags a trial ended with, at its last step: ``diverged`` and ``oom`` as it reported them (0
+    when absent), ``finished`` 1 when its status is completed; nothing for a trial that never reported."""
     if not last_result or "training_iteration" not in last_result:
         return []
     step = int(last_result["training_iteration"])
-    return [Metric(key, float(last_result.get(key) or 0), timestamp_ms, step) for key in sorted(metrics.FLAGS)]
+    values = {key: float(last_result.get(key) or 0) for key in metrics.FLAGS}
+    values[metrics.FINISHED] = float(status == metrics.COMPLETED)
+    return [Metric(key, values[key], timestamp_ms, step) for key in sorted(values)]
 
 
 def trial_note(status: str, last_result: Mapping[str, Any] | None, best: float | None, metric: str | None,
@@ -374,6 +388,8 @@ class MLflowTracker(Callback):
         results = read_results(_result_file(trial))
         self._log_results(trial, results)
         last = results[-1] if results else trial.last_result
+        if trial.last_result and trial.last_result.get("training_iteration") == last.get("training_iteration"):
+            last = trial.last_result  # Ray's own copy: it says whether the trial returned (``done``)
         if trial.status == "ERROR":
             self._finish(trial, metrics.ERROR, last, replaying=True)
         elif trial.status == "TERMINATED":
@@ -424,7 +440,8 @@ class MLflowTracker(Callback):
             with open(trial.error_file) as f:
                 tags.append(RunTag(ERROR_TAG, f.read()[-4000:]))
         ts = int(time.time() * 1000)
-        self.client.log_batch(run_id, metrics=end_metrics(last, ts), tags=tags, params=self._due_params(run_id))
+        self.client.log_batch(run_id, metrics=end_metrics(last, status, ts), tags=tags,
+                              params=self._due_params(run_id))
         self._params_due.pop(run_id, None)
         self.client.set_terminated(run_id, run_status(status))
         if self._progress is not None:

@@ -13,21 +13,45 @@ from typing import Any
 
 import ray
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
 from ray.tune.search import ConcurrencyLimiter
+from ray.tune.stopper import CombinedStopper
 
-import spaces
-import trainables
-from search import _console, _tracking
-from search._budget import FlopBudgetStopper
-from search._paths import PENDING_FILE, study_storage
-from search._samplers import make_sampler
-from search._searcher import OptunaSearcher
+from tunelab import spaces
+from tunelab import trainables
+from tunelab.search import _console, _tracking
+from tunelab.search._budget import FlopBudgetStopper
+from tunelab.search._ends import EndMarker, ObjectiveCheck
+from tunelab.search._paths import PENDING_FILE, study_storage
+from tunelab.search._samplers import make_sampler
+from tunelab.search._searcher import OptunaSearcher
 
 # Trials here checkpoint every epoch, often seconds apart; Ray's warning about frequent experiment
 # snapshots would repeat after every report.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+# Ray Tune's settings for a tunelab search, in force while it runs (``fit``) and not after, so that a
+# user's own Ray Tune code in the same process keeps Ray's defaults:
+# - a report without the objective ends the search through ``_ends.ObjectiveCheck`` (one line naming
+#   what was reported), not through Ray's check, which raises from inside its loop;
+# - Ray's result loggers are the ones ``_run_config`` names, its JSON and CSV files (which resume, sync
+#   and Ray's ExperimentAnalysis read), and not TensorBoard event files, which nothing here reads
+#   (MLflow is the record) and whose logger's import alone costs a search 1.5 s at its start.
+_FIT_ENV = {"TUNE_DISABLE_STRICT_METRIC_CHECKING": "1", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
 
+
+def fit(tuner: tune.Tuner) -> tune.ResultGrid:
+    """``tuner.fit()`` under tunelab's Ray Tune settings (``_FIT_ENV``), restored afterwards."""
+    saved = {k: os.environ.get(k) for k in _FIT_ENV}
+    os.environ.update(_FIT_ENV)
+    try:
+        return tuner.fit()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 def load_data(search: spaces.Search) -> Any:
     """The trainable's data, loaded once on the driver (it goes to the trials through the object store).
@@ -42,10 +66,16 @@ def load_data(search: spaces.Search) -> Any:
 
 
 def init_ray(address: str | None) -> bool:
-    """Start (or connect to) Ray unless this process has; True if it did."""
+    """Start (or connect to) Ray unless this process has; True if it did.
+
+    A Ray this process starts for itself runs without its dashboard: tunelab's console and MLflow show
+    the search, and the dashboard's processes cost a small machine a second or two of every search's
+    start (a cluster's Ray, reached through ``address``, keeps its own).
+    """
     if ray.is_initialized():
         return False
-    ray.init(address=address, configure_logging=False)
+    local = (address or os.environ.get("RAY_ADDRESS") or "local") == "local"
+    ray.init(address=address, configure_logging=False, **({"include_dashboard": False} if local else {}))
     return True
 
 
@@ -54,19 +84,28 @@ def shutdown_ray() -> None:
 
 
 def new_tuner(search: spaces.Search, data: Any, exp_dir: Path, exp_id: str, parent: str, *,
-              verbose: bool = False, inputs: list | None = None) -> tune.Tuner:
+              verbose: bool = False, inputs: list | None = None,
+              check: ObjectiveCheck | None = None) -> tune.Tuner:
     """A Tuner for a search launched from the beginning.
 
     Args:
         verbose: Ray's own progress output instead of the live view (``_console``).
         inputs: dataset inputs for every child run.
+        check: the stopper that ends the search when a report lacks its objective (made here if None;
+            pass one to read its ``problem`` after the fit).
     """
+    check = check or objective_check(search)
     return tune.Tuner(
         _trainable(search, data),
         param_space=search.base_config,
         tune_config=_tune_config(search, exp_dir),
-        run_config=_run_config(search, exp_dir, exp_id, parent, verbose, inputs or []),
+        run_config=_run_config(search, exp_dir, exp_id, parent, verbose, inputs or [], check),
     )
+
+
+def objective_check(search: spaces.Search) -> ObjectiveCheck:
+    spec = search.spec
+    return ObjectiveCheck(spec.metric, spec.scheduler.time_attr if spec.scheduler.name != "fifo" else None)
 
 
 def restored_tuner(search: spaces.Search, data: Any, exp_dir: Path) -> tune.Tuner:
@@ -76,8 +115,9 @@ def restored_tuner(search: spaces.Search, data: Any, exp_dir: Path) -> tune.Tune
 
 
 def _trainable(search: spaces.Search, data: Any):
-    # The corpus goes into the object store once; every trial on a node reads that one copy.
-    fn = tune.with_parameters(search.entry.trainable, data=data)
+    fn = search.entry.trainable
+    if data is not None:  # the corpus goes into the object store once; every trial on a node reads that copy
+        fn = tune.with_parameters(fn, data=data)
     return tune.with_resources(fn, search.resources)
 
 
@@ -122,19 +162,25 @@ def _scheduler(spec: spaces.Spec):
     return FIFOScheduler()
 
 
+def _max_t(spec: spaces.Spec) -> float | None:
+    """The scheduler's max_t, for schedulers that stop trials there."""
+    return spec.scheduler.max_t if spec.scheduler.name in ("asha", "hyperband") else None
+
+
 def _run_config(search: spaces.Search, exp_dir: Path, exp_id: str, parent: str, verbose: bool,
-                inputs: list) -> tune.RunConfig:
+                inputs: list, check: ObjectiveCheck) -> tune.RunConfig:
     spec = search.spec
-    stop = None
+    stop = check
     if spec.budget.total_flops is not None:
-        stop = FlopBudgetStopper(spec.budget.total_flops, exp_dir / "flops_spent.json")
+        stop = CombinedStopper(check, FlopBudgetStopper(spec.budget.total_flops, exp_dir / "flops_spent.json"))
     sampled = list(search.space.params)
     tracker = _tracking.MLflowTracker(search.tracking_uri, exp_id, parent, sampled_keys=sampled,
                                       pending_file=exp_dir / PENDING_FILE, metric=spec.metric, mode=spec.mode,
                                       time_attr=spec.scheduler.time_attr, inputs=inputs)
-    callbacks = [tracker]
-    if not verbose:  # the tracker first: it names a trial (t003) before the view shows it
-        max_t = spec.scheduler.max_t if spec.scheduler.name in ("asha", "hyperband") else None
+    # The marker first: the others read how a trial ended from the result it marks.
+    callbacks = [EndMarker(spec.scheduler.time_attr, _max_t(spec)), tracker]
+    if not verbose:  # the tracker before the view: it names a trial (t003) before the view shows it
+        max_t = _max_t(spec)
         header = (f"{spec.name}: {spec.budget.trials} trials, {spec.budget.max_concurrent} at a time; "
                   f"Ray's output: {exp_dir / _console.RAY_LOG}")
         callbacks.append(_console.LiveConsole(spec.metric, spec.mode, sampled, spec.budget.trials,
@@ -144,7 +190,7 @@ def _run_config(search: spaces.Search, exp_dir: Path, exp_id: str, parent: str, 
         name=spec.name,
         storage_path=str(search.storage),
         stop=stop,
-        callbacks=callbacks,
+        callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback()],
         failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
         # Ray always keeps the latest checkpoint (to resume); num_to_keep=1 by score adds the best.
         checkpoint_config=tune.CheckpointConfig(

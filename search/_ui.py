@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 
 from mlflow.tracking import MlflowClient
 
-from trainables import metrics
+from tunelab.trainables import metrics
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"

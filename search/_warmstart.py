@@ -38,11 +38,11 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-import spaces
-from search import _tracking
-from search._paths import SEARCH_FILE, STUDY_FILE
-from search._searcher import REASON_ATTR, open_storage
-from trainables import metrics
+from tunelab import spaces
+from tunelab.search import _tracking
+from tunelab.search._paths import SEARCH_FILE, STUDY_FILE
+from tunelab.search._searcher import REASON_ATTR, open_storage
+from tunelab.trainables import metrics
 
 WARM_START_TAG = "tunelab.warm_start"  # on the parent run: where the trials came from, how many
 SOURCE_ATTR = "warm_start"  # user attribute of every added trial: where it came from

@@ -1,20 +1,51 @@
-"""``tunelab``: parse arguments, call the core, print results or a one-line error (exit status 2)."""
+"""``tunelab``: parse arguments, call the core, print results or a one-line error.
+
+Exit status: 0 the search ran its budget (trials that diverged, ran out of memory or were stopped
+early are results); 1 it ended but some trials raised; 2 bad input, nothing started; 3 every trial
+raised, or the search could not go on (one line says why); 130 interrupted.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import logging
 import os
+import shlex
+import shutil
 import sys
 from pathlib import Path
 
-import spaces
-import trainables
-from search import _jobs
-from search._jobs import JobError
+from tunelab import spaces
+from tunelab import trainables
+from tunelab.search import _jobs
+from tunelab.search._jobs import JobError
 
 USER_ERRORS = (spaces.SpecError, trainables.ConfigError, trainables.DataError)
+SOME_TRIALS_RAISED, SEARCH_FAILED = 1, 3
+
+
+class SearchFailed(RuntimeError):
+    """The search could not go on (exit status 3)."""
+
+
+def console() -> None:
+    """The ``tunelab`` command: ``main``, then a prompt exit.
+
+    By the time ``main`` returns everything is written and closed (the search's Ray stopped, its MLflow
+    runs ended, its files flushed). What is left, the interpreter tearing down the modules of Ray,
+    MLflow and SQLAlchemy one by one, does nothing a user needs and costs a search about a second on
+    a small machine: so flush what is buffered, disconnect from a Ray still connected, and exit.
+    """
+    code = main()
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     except JobError as exc:  # the cluster's answer, not the user's input
         print(f"tunelab: error: {exc}", file=sys.stderr)
         return 1
+    except SearchFailed as exc:
+        print(f"tunelab: error: {exc}", file=sys.stderr)
+        return SEARCH_FAILED
     except KeyboardInterrupt:
         print("tunelab: interrupted; `tunelab resume NAME` continues the search", file=sys.stderr)
         return 130
@@ -37,8 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tunelab", description=__doc__)
     sub = p.add_subparsers(required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run a search file")
-    run.add_argument("file")
+    run = sub.add_parser("run", help="run a search file (a path, or a name of the catalogue: tunelab spaces)")
+    run.add_argument("file", help="a search file, or the name of one in the catalogue (ptb_smoke)")
     _overrides(run)
     run.add_argument("--name", help="experiment name (default: the file's name field)")
     run.add_argument("--storage", help="results root (default: the file's storage, else ./runs)")
@@ -76,6 +110,13 @@ def _parser() -> argparse.ArgumentParser:
         if verb == "logs":
             j.add_argument("--follow", action="store_true", help="keep printing until the job ends")
         j.set_defaults(func=func)
+
+    cat = sub.add_parser("spaces", help="list the catalogue of search files, each with its opening comment")
+    cat.set_defaults(func=_spaces)
+
+    show = sub.add_parser("show", help="print a search file of the catalogue (tunelab show ptb_smoke > mine.yaml)")
+    show.add_argument("name")
+    show.set_defaults(func=_show)
 
     ls = sub.add_parser("ls", help="list searches under the results root")
     ls.add_argument("--storage", default="runs")
@@ -142,27 +183,27 @@ def _load(args) -> spaces.Search:
 
 def _run(args) -> int:
     search_ = _load(args)
-    from search import _run as core  # imports Ray and torch: only once the file is known good
+    from tunelab.search import _run as core  # imports Ray and torch: only once the file is known good
 
     try:
         outcome = core.run(search_, address=args.address, verbose=args.verbose)
     except core.SearchExistsError as exc:
         raise spaces.SpecError(search_.file, "name", str(exc)) from None
-    _print_outcome(outcome)
-    return 0
+    except core.MissingObjective as exc:
+        raise SearchFailed(str(exc)) from None
+    return _print_outcome(outcome)
 
 
 def _sync(args) -> int:
-    from search import _resume
+    from tunelab.search import _resume
 
-    _print_outcome(_resume.sync(args.name, args.storage))
-    return 0
+    return _print_outcome(_resume.sync(args.name, args.storage))
 
 
 def _submit(args) -> int:
     job_id = _jobs.submit(args.address, args.file, args.overrides, args.name, args.storage)
     print(job_id)
-    print(f"follow it: tunelab logs {job_id} --address {args.address} --follow", file=sys.stderr)
+    print(f"follow it: {program()} logs {job_id} --address {shlex.quote(args.address)} --follow", file=sys.stderr)
     return 0
 
 
@@ -188,13 +229,25 @@ def _job_stop(args) -> int:
 
 
 def _resume(args) -> int:
-    from search import _resume as core
+    from tunelab.search import _resume as core
 
-    _print_outcome(core.resume(args.name, args.storage, address=args.address, verbose=args.verbose))
-    return 0
+    return _print_outcome(core.resume(args.name, args.storage, address=args.address, verbose=args.verbose))
 
 
-def _print_outcome(o) -> None:
+def program() -> str:
+    """How to run tunelab again from this shell: ``tunelab`` when that is on the PATH as this very
+    program, else the path it was started by (``.venv/bin/tunelab``), else ``python -m tunelab``."""
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    if Path(argv0).name == "tunelab" and Path(argv0).exists():
+        on_path = shutil.which("tunelab")
+        if on_path and Path(on_path).resolve() == Path(argv0).resolve():
+            return "tunelab"
+        return shlex.quote(argv0 if os.sep in argv0 else str(Path(argv0).resolve()))
+    return f"{shlex.quote(sys.executable)} -m tunelab"
+
+
+def _print_outcome(o) -> int:
+    """Print how the search ended; return the exit status (0, or 1/3 when trials raised)."""
     print()
     print(o.table(top=10))
     counts = ", ".join(f"{k} {v}" for k, v in o.counts().items() if v)
@@ -204,10 +257,17 @@ def _print_outcome(o) -> None:
         print(f"best trial {o.best.name or o.best.trial_id}: {o.metric} {o.best.best:.4g}  {params}")
     print(f"results: {o.experiment_dir}  (Ray's output: ray.log)")
     print(f"MLflow:  {o.tracking_uri}  (parent run {o.parent_run_id})")
-    storage = o.experiment_dir.parent
-    print(f"open the UI: tunelab ui {o.name} --storage {storage} --open")
+    where = f"{shlex.quote(o.name)} --storage {shlex.quote(str(o.experiment_dir.parent))}"
+    print(f"open the UI: {program()} ui {where} --open")
     if o.tracking_pending:
-        print(f"MLflow was unreachable at the end: `tunelab sync {o.name} --storage {storage}` once it is back")
+        print(f"MLflow was unreachable at the end: `{program()} sync {where}` once it is back")
+    errors = o.errors
+    if not errors:
+        return 0
+    first = next((t for t in errors if t.error), errors[0])
+    print(f"tunelab: {len(errors)} of {len(o.trials)} trials raised; the first, {first.name or first.trial_id}: "
+          f"{first.error or 'see ray.log'}", file=sys.stderr)
+    return SEARCH_FAILED if len(errors) == len(o.trials) else SOME_TRIALS_RAISED
 
 
 def _inspect(args) -> int:
@@ -261,7 +321,7 @@ def inspect_config(s: spaces.Search) -> tuple[dict, dict]:
 
 
 def _prepare_data(args) -> int:
-    from trainables.gpt import tokens
+    from tunelab.trainables.gpt import tokens
 
     td = tokens.prepare(args.text, args.out, args.tokenizer, args.vocab_size, args.val_fraction)
     print(json.dumps(dataclasses.asdict(td), indent=2, default=str))
@@ -269,8 +329,8 @@ def _prepare_data(args) -> int:
 
 
 def _report(args) -> int:
-    import analysis
-    from search import _paths
+    from tunelab import analysis
+    from tunelab.search import _paths
 
     state = _paths.read_state(Path(args.storage), args.name)
     out = Path(args.out) if args.out else Path(args.storage).resolve() / args.name / "report"
@@ -282,8 +342,32 @@ def _report(args) -> int:
     return 0
 
 
+def _spaces(args) -> int:
+    for name in spaces.catalogue():
+        print(name)
+        for line in _opening_comment((spaces.CATALOGUE / f"{name}.yaml").read_text()):
+            print(f"    {line}")
+    return 0
+
+
+def _opening_comment(text: str) -> list[str]:
+    """The comment lines a search file opens with, without their ``#``."""
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.removeprefix("#").strip())
+    return lines
+
+
+def _show(args) -> int:
+    path = spaces.find(args.name)
+    print(path.read_text(), end="")
+    return 0
+
+
 def _ls(args) -> int:
-    from search import _catalog
+    from tunelab.search import _catalog
 
     rows = _catalog.list_searches(Path(args.storage))
     if not rows:
@@ -303,7 +387,7 @@ def _trainables(args) -> int:
 
 
 def _ui(args) -> int:
-    from search import _paths, _ui as ui
+    from tunelab.search import _paths, _ui as ui
 
     uri = _paths.tracking_uri(Path(args.storage), args.name)
     if uri.startswith(("http://", "https://")):  # a tracking server already serves the UI
@@ -324,4 +408,4 @@ def _ui(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -1,16 +1,15 @@
 """The catalogue of search files and their loader/compiler (imports no torch).
 
 ``load(path, overrides)`` reads and validates one search file into a ``Search``; the YAML files beside
-this module are the catalogue, one per experiment family.
+this module are the catalogue, one per experiment family, which ``load`` also finds by name
+(``load("ptb_smoke")``) when no file of that name exists.
 """
 
-from pathlib import Path
+from tunelab.spaces._errors import SpecError
+from tunelab.spaces._loader import Search, catalogue, find, load, load_all
+from tunelab.spaces._paths import CATALOGUE
+from tunelab.spaces._schema import Spec
+from tunelab.spaces._space import CompiledSpace, condition_holds
 
-from spaces._errors import SpecError
-from spaces._loader import Search, load, load_all
-from spaces._schema import Spec
-from spaces._space import CompiledSpace, condition_holds
-
-CATALOGUE = Path(__file__).resolve().parent
-
-__all__ = ["CATALOGUE", "CompiledSpace", "Search", "Spec", "SpecError", "condition_holds", "load", "load_all"]
+__all__ = ["CATALOGUE", "CompiledSpace", "Search", "Spec", "SpecError", "catalogue", "condition_holds", "find", "load",
+           "load_all"]

@@ -6,6 +6,7 @@ reported as one ``SpecError`` naming the file, the field and what was expected.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import math
@@ -18,11 +19,12 @@ from typing import Any
 import pydantic
 import yaml
 
-import trainables
-from spaces._errors import SpecError
-from spaces._schema import Spec
-from spaces._space import CompiledSpace
-from trainables import metrics
+from tunelab import trainables
+from tunelab.spaces._errors import SpecError
+from tunelab.spaces._paths import CATALOGUE
+from tunelab.spaces._schema import Spec
+from tunelab.spaces._space import CompiledSpace
+from tunelab.trainables import metrics
 
 
 
@@ -40,6 +42,27 @@ _Loader.add_implicit_resolver(
     list("-+0123456789."),
 )
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, first: int, second: int):
+        super().__init__(f"{key!r} given twice")
+        self.key, self.first, self.second = key, first, second
+
+
+def _mapping_once(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    """A mapping whose keys are each given once: YAML lets a later key silently win over an earlier one
+    (a second ``mode:`` or ``budget:`` block), which in a search file is always a mistake."""
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise _DuplicateKey(key, seen[key], line)
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_once)
+
 # Attributes a scheduler can measure progress in, besides the metrics themselves.
 _PROGRESS_ATTRS = ("training_iteration", "time_total_s")
 
@@ -49,12 +72,13 @@ class Search:
     """A validated search file, ready to become a Tuner.
 
     Attributes:
-        file: the path as given.
+        file: the path as given (a catalogue name: the catalogue file's path; a dict: ``<dict>``).
         text: the file's text as read (logged with the search so it can be re-run).
         spec: the validated spec, overrides applied.
         overrides: the ``--set`` arguments applied, in order.
         base_config: defaults < fixed < overrides: what every trial gets before sampling.
         space: the compiled define-by-run space.
+        entry: the trainable (the registry's entry named by ``trainable:``, or the one given to ``load``).
     """
 
     file: str
@@ -63,10 +87,7 @@ class Search:
     overrides: tuple[str, ...]
     base_config: dict[str, Any]
     space: CompiledSpace
-
-    @property
-    def entry(self) -> trainables.Entry:
-        return trainables.REGISTRY[self.spec.trainable]
+    entry: trainables.Entry
 
     @property
     def spec_hash(self) -> str:
@@ -94,30 +115,60 @@ class Search:
         return yaml.safe_dump(self.spec.model_dump(mode="json", exclude_unset=True), sort_keys=False)
 
 
-def load(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Search:
+def find(name: str | os.PathLike) -> Path:
+    """The search file ``name`` means: a file of that path if there is one, else the catalogue's
+    ``spaces/NAME.yaml`` (``ptb_smoke`` or ``ptb_smoke.yaml``).
+
+    Raises:
+        SpecError: neither exists; the message lists the catalogue.
+    """
+    path = Path(name).expanduser()
+    if path.exists():
+        return path
+    if len(path.parts) == 1:
+        shipped = CATALOGUE / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
+        if shipped.exists():
+            return shipped
+    raise SpecError(str(name), "", f"no such file, nor a search of the catalogue ({', '.join(catalogue())}; "
+                    "`tunelab spaces` lists them)")
+
+
+def catalogue() -> list[str]:
+    """The names of the shipped search files (``tunelab run NAME`` runs one)."""
+    return sorted(p.stem for p in CATALOGUE.glob("*.yaml"))
+
+
+def load(path: str | os.PathLike | Mapping[str, Any], overrides: Iterable[str] = (),
+         entry: trainables.Entry | None = None) -> Search:
     """Read and validate a search file.
 
     Args:
-        path: the YAML search file.
+        path: the YAML search file, a name of the catalogue (``ptb_smoke``), or a dict shaped like
+            a search file.
         overrides: ``key=value`` strings; ``key`` is a dotted field (``budget.trials``) or a trainable
             parameter, which is then fixed (it wins over the sampled value and leaves ``space``).
+        entry: the trainable to search, instead of the registry's entry that ``trainable:`` names
+            (which may then be left out).
 
     Raises:
         SpecError: with one line naming the file, the field and what was expected.
     """
-    file = str(path)
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise SpecError(file, "", f"cannot read the search file ({exc.strerror})") from None
-    try:
-        raw = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError(file, "", f"YAML syntax error{where}: {getattr(exc, 'problem', None) or exc}") from None
+    if isinstance(path, Mapping):
+        file, raw = "<dict>", copy.deepcopy(dict(path))
+        text = yaml.safe_dump(raw, sort_keys=False)
+    else:
+        file = str(path)
+        found = find(path)
+        file = file if found == Path(path).expanduser() else str(found)
+        try:
+            text = found.read_text()
+        except OSError as exc:
+            raise SpecError(file, "", f"cannot read the search file ({exc.strerror})") from None
+        raw = parse_yaml(file, text)
     if not isinstance(raw, dict):
         raise SpecError(file, "", f"expected a mapping of search fields, got {type(raw).__name__}")
+    if entry is not None:
+        raw["trainable"] = entry.name
     overrides = tuple(overrides)
     for item in overrides:
         _apply_override(file, raw, item)
@@ -128,9 +179,23 @@ def load(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Search:
         field = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
         got = f" (got {err['input']!r})" if not isinstance(err.get("input"), dict) else ""
         raise SpecError(file, field, f"{_clean(err['msg'])}{got}") from None
-    base = _validate(file, spec)
+    entry = entry or _registered(file, spec)
+    base = _validate(file, spec, entry)
     params = _ordered(file, spec)
-    return Search(file, text, spec, overrides, base, CompiledSpace(params, spec.fixed))
+    return Search(file, text, spec, overrides, base, CompiledSpace(params, spec.fixed), entry)
+
+
+def parse_yaml(file: str, text: str) -> Any:
+    """A search file's YAML; a syntax error or a key given twice is a SpecError naming the line."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except _DuplicateKey as exc:
+        raise SpecError(file, str(exc.key), f"given twice (lines {exc.first} and {exc.second}); "
+                        "expected each key once") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(file, "", f"YAML syntax error{where}: {getattr(exc, 'problem', None) or exc}") from None
 
 
 def _clean(msg: str) -> str:
@@ -164,7 +229,11 @@ def _apply_override(file: str, raw: dict, item: str) -> None:
                 point.pop(path[1], None)
 
 
-def _validate(file: str, spec: Spec) -> dict[str, Any]:
+def _registered(file: str, spec: Spec) -> trainables.Entry:
+    """The registry's entry that ``trainable:`` names."""
+    if spec.trainable is None:
+        raise SpecError(file, "trainable", f"missing; expected one of: {', '.join(sorted(trainables.REGISTRY))} "
+                        "(or a function given to tunelab.run)")
     entry = trainables.REGISTRY.get(spec.trainable)
     if entry is None and spec.trainable in trainables.REGISTRY.broken:
         raise SpecError(file, "trainable", f"the trainable plugin {spec.trainable!r} could not be loaded: "
@@ -172,17 +241,35 @@ def _validate(file: str, spec: Spec) -> dict[str, Any]:
     if entry is None:
         raise SpecError(file, "trainable", f"unknown trainable {spec.trainable!r}; expected one of: "
                         f"{', '.join(sorted(trainables.REGISTRY))}")
+    return entry
+
+
+def _check_metrics(file: str, spec: Spec, entry: trainables.Entry) -> None:
+    """The objective and the scheduler's progress attribute are names the trainable reports.
+
+    A built-in trainable declares its metrics, so a misspelt objective fails here. An open one (a
+    plain function) may report any name; outside the built-in vocabulary nothing says whether more is
+    better, so ``mode`` must be given."""
+    if entry.metrics is not None:
+        if spec.metric not in entry.metrics:
+            raise SpecError(file, "metric", f"unknown metric {spec.metric!r}; trainable {entry.name!r} reports: "
+                            f"{', '.join(entry.metrics)}")
+        if spec.scheduler.time_attr not in entry.metrics + _PROGRESS_ATTRS:
+            raise SpecError(file, "scheduler.time_attr", f"unknown progress attribute {spec.scheduler.time_attr!r}; "
+                            f"expected one of: {', '.join(_PROGRESS_ATTRS + entry.metrics)}")
+    elif spec.metric not in metrics.ALL and "mode" not in spec.model_fields_set:
+        raise SpecError(file, "mode", f"required for the metric {spec.metric!r}, which is not one of tunelab's own: "
+                        "expected min or max")
+
+
+def _validate(file: str, spec: Spec, entry: trainables.Entry) -> dict[str, Any]:
     known = entry.parameters
-    if spec.metric not in metrics.ALL:
-        raise SpecError(file, "metric", f"unknown metric {spec.metric!r}; expected one of: {', '.join(metrics.ALL)}")
-    if spec.scheduler.time_attr not in metrics.ALL + _PROGRESS_ATTRS:
-        raise SpecError(file, "scheduler.time_attr", f"unknown progress attribute {spec.scheduler.time_attr!r}; "
-                        f"expected one of: {', '.join(_PROGRESS_ATTRS + metrics.ALL)}")
+    _check_metrics(file, spec, entry)
     if spec.scheduler.grace_period > spec.scheduler.max_t:
         raise SpecError(file, "scheduler.grace_period", f"must not exceed max_t ({spec.scheduler.max_t})")
     for section in ("fixed", "space"):
         for name in getattr(spec, section):
-            if name not in known:
+            if not entry.open and name not in known:
                 raise SpecError(file, f"{section}.{name}", f"unknown parameter of trainable {spec.trainable!r}; "
                                 f"expected one of: {', '.join(known)}")
     for name in spec.space:
@@ -221,6 +308,8 @@ def _validate(file: str, spec: Spec) -> dict[str, Any]:
 
 
 def _check_type(file: str, entry: trainables.Entry, field: str, name: str, value: Any) -> None:
+    if entry.open:
+        return  # a plain function's config is a dict of whatever the file gives
     annotation = entry.config_cls.__pydantic_fields__[name].annotation
     try:
         pydantic.TypeAdapter(annotation).validate_python(value)

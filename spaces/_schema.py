@@ -1,4 +1,4 @@
-"""The search file's schema (DESIGN.md, "The search file"), as pydantic models.
+"""The search file's schema (README: "The search file"), as pydantic models.
 
 Every model forbids unknown keys, so a typo in a key is an error that names the key. Checks that need
 the trainable (unknown parameters, value types) live in ``_loader``.
@@ -132,7 +132,7 @@ class Spec(_Strict):
     """A whole search file."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    trainable: str
+    trainable: str | None = None  # required, unless tunelab.run is given the trainable itself
     metric: str = "val_ppl"
     mode: Literal["min", "max"] = "min"
     fixed: dict[str, Any] = Field(default_factory=dict)

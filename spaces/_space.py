@@ -10,7 +10,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from spaces._schema import Param
+from tunelab.spaces._schema import Param
 
 
 def condition_holds(when: Mapping[str, Any] | None, values: Mapping[str, Any]) -> bool:

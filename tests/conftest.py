@@ -11,8 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TUNELAB_DATA", ROOT.parent / "shared" / "data")).resolve()
 os.environ.setdefault("TUNELAB_DATA", str(SHARED_DATA))
-# Ray's worker processes import the project from the working tree, not from an installed copy only.
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+# Nothing puts the checkout on the path: the tests, their subprocesses and Ray's workers import the
+# installed package, ``tunelab`` (an editable install in the Makefile's venv), as a user's code does.
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import pydantic
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
-from trainables._errors import ConfigError
+from tunelab.trainables._errors import ConfigError
 
 T = TypeVar("T")
 

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from trainables._errors import DataError
+from tunelab.trainables._errors import DataError
 
 
 def find_folder(explicit: str | os.PathLike | None, name: str, fill: Callable[[Path], None]) -> Path:
@@ -28,7 +28,12 @@ def find_folder(explicit: str | os.PathLike | None, name: str, fill: Callable[[P
     if env and (Path(env).expanduser() / name).is_dir():
         return Path(env).expanduser() / name
     cache = cache_folder(name)
-    fill(cache)
+    try:
+        fill(cache)
+    except DataError as exc:  # no network, say: say where the files can be put instead
+        where = f"$TUNELAB_DATA={env}" if env else "$TUNELAB_DATA unset"
+        raise DataError(f"{exc}; without a download, give the search file's data.dir (a folder holding the files) "
+                        f"or set TUNELAB_DATA to a folder holding {name}/ ({where})") from None
     return cache
 
 

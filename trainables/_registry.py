@@ -8,6 +8,7 @@ under the entry-point group ``tunelab.trainables`` (a lab's own models), e.g. in
 
     [project.entry-points."tunelab.trainables"]
     mylm = "mylab.tunelab_entry:ENTRY"      # an Entry whose name is "mylm"
+    mymodel = "mylab.train:train"           # or a plain function train(config: dict)
 """
 
 from __future__ import annotations
@@ -22,25 +23,30 @@ import typing
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from trainables import _config
+from tunelab.trainables import _config
 
 ENTRY_POINT_GROUP = "tunelab.trainables"
 BUILTIN = "built-in"
-log = logging.getLogger("trainables")
+log = logging.getLogger("tunelab.trainables")
 
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
     """One trainable family.
 
+    A built-in family declares everything; a lab's plain function (``Entry.of_function``) declares
+    nothing: its config is an open dict, every config is feasible, its FLOPs are unknown, it loads no
+    data, and it may report any metric.
+
     Attributes:
         name: the registry key a search file names in ``trainable:``.
-        config_cls: the config dataclass; its fields are the parameters a search may set.
+        config_cls: the config dataclass; its fields are the parameters a search may set. None: any
+            parameter, handed to the trainable as a plain dict.
         train_module: module holding ``train(config, data=None)``, the Ray Tune function trainable.
         constraint_check: ``(cfg, constraints) -> reason | None`` for configs that parse but cannot run.
-        flops: ``cfg -> int`` training FLOPs (forward + backward) per token.
+        flops: ``cfg -> int`` training FLOPs (forward + backward) per token; None: unknown.
         data_loader: driver-side ``data_section -> object`` handed to every trial once, via the
-            object store (``tune.with_parameters``).
+            object store (``tune.with_parameters``); None: the trainable loads no data.
         resources: default per-trial resources.
         constraint_names: the named checks ``constraints:`` in a search file may use.
         summarize: ``cfg -> dict`` of sizes and costs (params, FLOPs, steps...) for ``tunelab inspect``.
@@ -49,29 +55,52 @@ class Entry:
             (``reuse_actors``) instead of starting one per trial, which costs about a second. Off for
             the torch families: their trials last minutes, a worker start is nothing beside that, and
             a fresh process is what keeps one trial's threads, allocator and RNG state from the next.
+        metrics: the metric names the trainable reports (``tunelab.trainables.metrics``): a search's
+            objective must be one of them, so a misspelt one fails when the file loads. None: it may
+            report any name (a search naming one outside the built-in vocabulary must give ``mode``).
+        function: the plain function ``train(config: dict)`` of a lab's trainable (no ``train_module``).
     """
 
     name: str
-    config_cls: type
-    train_module: str
-    constraint_check: Callable[[Any, Mapping[str, Any]], str | None]
-    flops: Callable[[Any], int]
-    data_loader: Callable[[Mapping[str, Any]], Any]
+    config_cls: type | None = None
+    train_module: str | None = None
+    constraint_check: Callable[[Any, Mapping[str, Any]], str | None] | None = None
+    flops: Callable[[Any], int] | None = None
+    data_loader: Callable[[Mapping[str, Any]], Any] | None = None
     resources: Mapping[str, float] = dataclasses.field(default_factory=lambda: {"cpu": 1, "gpu": 0})
     constraint_names: tuple[str, ...] = ()
     summarize: Callable[[Any], dict[str, Any]] | None = None
     reuse_workers: bool = False
+    metrics: tuple[str, ...] | None = None
+    function: Callable[[dict[str, Any]], Any] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.train_module is None) == (self.function is None):
+            raise TypeError(f"trainable {self.name!r}: give either train_module or function")
+
+    @classmethod
+    def of_function(cls, name: str, function: Callable[[dict[str, Any]], Any], **fields: Any) -> Entry:
+        """A lab's plain training function as a trainable: ``function(config: dict)`` reports with
+        ``tunelab.report`` (or ``ray.tune.report``) and has completed when it returns."""
+        if not callable(function):
+            raise TypeError(f"trainable {name!r}: {function!r} is not callable")
+        return cls(name=name, function=function, **fields)
+
+    @property
+    def open(self) -> bool:
+        """Whether any parameter goes (no config class): a plain function's dict config."""
+        return self.config_cls is None
 
     @property
     def parameters(self) -> tuple[str, ...]:
-        return _config.field_names(self.config_cls)
+        return () if self.open else _config.field_names(self.config_cls)
 
     def defaults(self) -> dict[str, Any]:
-        return _config.defaults(self.config_cls)
+        return {} if self.open else _config.defaults(self.config_cls)
 
     def parse(self, config: Mapping[str, Any]) -> Any:
-        """The config dataclass for ``config``; raises ConfigError."""
-        return _config.parse_config(self.config_cls, config)
+        """The config dataclass for ``config`` (an open trainable's: the dict); raises ConfigError."""
+        return dict(config) if self.open else _config.parse_config(self.config_cls, config)
 
     def check(self, config: Mapping[str, Any], constraints: Mapping[str, Any] | None = None) -> str | None:
         """Why ``config`` cannot run (a readable reason), or None when it is feasible."""
@@ -79,25 +108,39 @@ class Entry:
             cfg = self.parse(config)
         except _config.ConfigError as exc:
             return str(exc)
-        return self.constraint_check(cfg, constraints or {})
+        return None if self.constraint_check is None else self.constraint_check(cfg, constraints or {})
 
-    def flops_per_token(self, config: Mapping[str, Any]) -> int:
-        return self.flops(self.parse(config))
+    def flops_per_token(self, config: Mapping[str, Any]) -> int | None:
+        return None if self.flops is None else self.flops(self.parse(config))
 
     def summary(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """Sizes and costs of ``config`` (no torch, no data): what ``tunelab inspect`` prints."""
         cfg = self.parse(config)
-        out = {"flops_per_token": self.flops(cfg)}
+        out = {"flops_per_token": None if self.flops is None else self.flops(cfg)}
         if self.summarize is not None:
             out.update(self.summarize(cfg))
         return out
 
     def load_data(self, data: Mapping[str, Any]) -> Any:
-        return self.data_loader(data)
+        return None if self.data_loader is None else self.data_loader(data)
 
     @property
     def trainable(self) -> Callable[..., None]:
+        """The Ray Tune function trainable, ``train(config, data=None)``."""
+        if self.function is not None:
+            return _function_trainable(self.function)
         return importlib.import_module(self.train_module).train
+
+
+def _function_trainable(function: Callable[[dict[str, Any]], Any]) -> Callable[..., None]:
+    """A plain function ``train(config)`` as the registry's ``train(config, data=None)`` (it loads its own
+    data), under the function's own name, which Ray shows in its trial names."""
+
+    def train(config: dict[str, Any], data: Any = None) -> None:
+        function(dict(config))
+
+    train.__name__ = train.__qualname__ = getattr(function, "__name__", "train")
+    return train
 
 
 class Registry(Mapping[str, Entry]):
@@ -107,7 +150,7 @@ class Registry(Mapping[str, Entry]):
     with ``importlib.metadata``); each names an ``Entry`` whose ``name`` is the entry point's. They are
     loaded on first use of the mapping, once. A plugin that cannot be loaded (its import fails, it is
     not an ``Entry``, its name is taken) is left out and reported once, in one line naming it (a
-    warning on the ``trainables`` logger, kept in ``broken``); the others load.
+    warning on the ``tunelab.trainables`` logger, kept in ``broken``); the others load.
 
     Args:
         builtin: the entries of this package, by name.
@@ -151,8 +194,10 @@ class Registry(Mapping[str, Entry]):
         if ep.name in taken:
             raise ValueError(f"the name {ep.name!r} is taken by another trainable")
         entry = ep.load()
+        if not isinstance(entry, Entry) and callable(entry):
+            return Entry.of_function(ep.name, entry)
         if not isinstance(entry, Entry):
-            raise TypeError(f"{ep.value} is a {type(entry).__name__}, not a trainables.Entry")
+            raise TypeError(f"{ep.value} is a {type(entry).__name__}, neither a function nor a tunelab.trainables.Entry")
         if entry.name != ep.name:
             raise ValueError(f"the entry point is named {ep.name!r} but its Entry {entry.name!r}")
         return entry
@@ -181,7 +226,7 @@ class Registry(Mapping[str, Entry]):
         """What ``tunelab trainables`` lists for one trainable: parameters with types and defaults,
         constraint names, default resources, origin."""
         entry = self[name]
-        fields = entry.config_cls.__pydantic_fields__
+        fields = {} if entry.open else entry.config_cls.__pydantic_fields__
         defaults = entry.defaults()
         return {
             "name": name,
@@ -189,6 +234,8 @@ class Registry(Mapping[str, Entry]):
             "parameters": [{"name": p, "type": _type_name(fields[p].annotation, fields[p].metadata),
                             "default": defaults[p]}
                            for p in entry.parameters],
+            "open": entry.open,
+            "metrics": None if entry.metrics is None else list(entry.metrics),
             "constraints": list(entry.constraint_names),
             "resources": dict(entry.resources),
         }
@@ -202,6 +249,8 @@ class Registry(Mapping[str, Entry]):
                      f"resources: {d['resources']})"]
             name_w = max((len(p["name"]) for p in d["parameters"]), default=0)
             type_w = max((len(p["type"]) for p in d["parameters"]), default=0)
+            if d["open"]:
+                lines.append("  (a plain function: any parameter, as a dict; any metric)")
             for p in d["parameters"]:
                 big = isinstance(p["default"], float) and abs(p["default"]) >= 1e6
                 default = f"{p['default']:g}" if big else repr(p["default"])  # 1e+15, not 1000000000000000.0

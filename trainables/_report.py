@@ -1,6 +1,7 @@
 """The only outward calls a trial makes: report metrics (with a checkpoint), and load the last checkpoint.
 
-Ray's reporting API has changed three times; every trainable goes through these two functions so the
+``report`` is public as ``tunelab.report``: the one reporting call of a lab's trainable too. Ray's
+reporting API has changed three times; every trainable goes through these two functions so the
 next change touches one file. Inside a Ray Tune trial they go to ``ray.tune``. Outside one (``tunelab
 train``, a notebook, a GPU machine without Ray) ``report`` prints each report as a row of a table and
 ``load_state`` finds nothing, so a trainable runs the same code with or without Ray.
@@ -19,7 +20,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from trainables import metrics as M
+from tunelab.trainables import metrics as M
 
 _STATE_FILE = "state.pt"
 # A key of a checkpoint's state: {file name: text}. Those files go into the checkpoint folder's
@@ -49,14 +50,17 @@ def _tune():
     return tune if inside else None
 
 
-def report(metrics: dict[str, Any], state: dict[str, Any] | None = None) -> None:
+def report(metrics: dict[str, Any], *, state: dict[str, Any] | None = None) -> None:
     """Report one interval's metrics to Tune, with a checkpoint of ``state`` when given.
 
     Outside a Tune trial the metrics are printed as a table row (the header before the first row)
-    and ``state`` is dropped.
+    and ``state`` is dropped. A trial that returns after its last report has completed; one that a
+    scheduler stops is stopped early. The metrics may have any names: every number is logged in
+    MLflow, and the search's ``metric`` must be one of them (``mode`` says which way is better).
 
     Args:
-        metrics: flat metric dict (names from ``trainables.metrics``).
+        metrics: flat metric dict: the built-in trainables use the names of
+            ``tunelab.trainables.metrics``; a lab's trainable any names it likes.
         state: everything needed to resume exactly (model, optimizer, schedule, RNG, data position);
             saved with ``torch.save`` into a checkpoint directory that Tune takes over. Its
             ``ARTIFACTS`` entry, if any, is written as files into the directory's ``artifacts/``.
@@ -105,13 +109,19 @@ class _Table:
 
     def row(self, metrics: Mapping[str, Any]) -> str:
         lines = []
+        shown = [c for c in _COLUMNS if c in metrics] + [k for k in metrics if _own(k)]  # a lab's names too
         if self.columns is None:
-            self.columns = tuple(c for c in _COLUMNS if c in metrics)
+            self.columns = tuple(shown)
             lines.append("  ".join(f"{c:>{_width(c)}}" for c in self.columns))
         cells = [f"{_cell(metrics.get(c, '')):>{_width(c)}}" for c in self.columns]
-        cells += [f"{c}={_cell(metrics[c])}" for c in _COLUMNS if c in metrics and c not in self.columns]
+        cells += [f"{c}={_cell(metrics[c])}" for c in shown if c not in self.columns]
         lines.append("  ".join(cells))
         return "\n".join(lines)
+
+
+def _own(key: str) -> bool:
+    """A name outside tunelab's vocabulary: a lab's trainable's own metric, always shown."""
+    return key not in M.ALL
 
 
 def _width(column: str) -> int:

@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainables import metrics as M
-from trainables._errors import ConfigError
+from tunelab.trainables import metrics as M
+from tunelab.trainables._errors import ConfigError
 
 MB = 2**20
 Report = Callable[..., None]
@@ -382,7 +382,7 @@ def run(recipe: Recipe, report: Report, load_state: Callable[[], dict[str, Any] 
 
     Args:
         recipe: the family's recipe for this config and data.
-        report: ``report(metrics, state=None)``, normally ``trainables._report.report``.
+        report: ``report(metrics, *, state=None)``, normally ``tunelab.report``.
         load_state: returns the checkpoint to resume from, or None.
     """
     seed_everything(recipe.cfg.seed)  # as ``Recipe.setup`` does

@@ -1,6 +1,6 @@
 """The ``curves`` trainable: replays learning curves that tunelab recorded, at no training cost.
 
-A bank (``bench/data/<bank>/``, made by ``bench/curve_bank.py``) holds every configuration of a
+A bank (``trainables/curve_banks/<bank>/``, made by ``bench/curve_bank.py``) holds every configuration of a
 full-factorial grid of a real trainable, trained to the end under FIFO, once per recorded seed; each
 curve is every evaluation the trial reported, in order. A ``curves`` trial looks its configuration up
 and reports that curve point by point: ``flops``, ``wall_s``, ``step``, ``tokens``, the losses and
@@ -20,7 +20,7 @@ Parameters: the bank's grid parameters, ``bank`` and ``seed``.
   ``(seed, configuration)``, so one search seed gives each configuration its own fixed draw and a
   repeated search replays the same curves; None (the default) draws afresh in every trial.
 
-The driver loads every bank under ``data.dir`` (default ``bench/data`` beside this package) once;
+The driver loads every bank under ``data.dir`` (default ``curve_banks/`` in this package) once;
 the tables (a few hundred KB) reach the trials through the object store. Reports go straight to
 ``ray.tune.report`` (no checkpoint, so ``trainables._report``, which imports torch, is not needed: a
 torch import costs a fresh worker seconds, longer than a whole replayed trial).
@@ -36,9 +36,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from trainables import metrics as M
-from trainables._config import config_dataclass
-from trainables._errors import ConfigError, DataError
+from tunelab.trainables import metrics as M
+from tunelab.trainables._config import config_dataclass
+from tunelab.trainables._errors import ConfigError, DataError
 
 RUNS_FILE = "runs.parquet"
 HISTORY_FILE = "history.parquet"
@@ -46,7 +46,7 @@ BANK_META_KEY = "tunelab.bank"  # the bank's description in the schema metadata 
 # What a bank keeps of each evaluation, and what a replayed report carries from it.
 HISTORY_KEYS = (M.FLOPS, M.WALL_S, M.STEP, M.TOKENS, M.TRAIN_LOSS, M.VAL_LOSS, M.TRAIN_PPL, M.VAL_PPL,
                 M.DIVERGED, M.FINISHED)
-DEFAULT_DIR = Path(__file__).resolve().parents[1] / "bench" / "data"
+DEFAULT_DIR = Path(__file__).resolve().parent / "curve_banks"  # package data: ships in the wheel
 SEED = "seed"  # the grid parameter that holds the recorded training seed
 CONSTRAINTS: tuple[str, ...] = ()
 
@@ -145,7 +145,7 @@ def flops_per_token(cfg: CurvesConfig) -> int:
 
 
 def load_data(data: Mapping[str, Any]) -> dict[str, Bank]:
-    """The registry's driver-side loader: every bank under ``data.dir`` (default ``bench/data``).
+    """The registry's driver-side loader: every bank under ``data.dir`` (default ``curve_banks/`` in this package).
 
     Raises:
         DataError: the folder holds no bank, or a bank lacks one of its files or grid columns.
@@ -240,7 +240,7 @@ def train(config: dict[str, Any], data: Mapping[str, Bank] | None = None) -> Non
     """
     from ray import tune
 
-    from trainables._config import parse_config
+    from tunelab.trainables._config import parse_config
 
     cfg = parse_config(CurvesConfig, config)
     if data is None:

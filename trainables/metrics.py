@@ -1,4 +1,4 @@
-"""Metric names every trainable reports, mirrored from DESIGN.md's table.
+"""Metric names every trainable reports, the vocabulary every part of tunelab shares.
 
 Torch-free on purpose: ``search``, ``analysis`` and the trainables all import these constants, so a
 misspelt metric is an ImportError or AttributeError at once instead of an empty plot later.
@@ -30,10 +30,15 @@ PARAMS_NONEMBED = "n_params_nonembed"
 PARAM_NORM = "param_norm"
 DIVERGED = "diverged"
 OOM = "oom"
-# Departure from DESIGN.md's table: 1 on the last report of a trial that ran its whole schedule.
-# Ray marks a trial stopped by ASHA and one that finished alike (``done=True``), so without it the
-# driver could not tell Optuna which trials are COMPLETE and which PRUNED.
+# The built-in trainables report 1 on the last report of a trial that ran its whole schedule, 0
+# before. A trial that ends at a scheduler's max_t has ended its search-time budget, but a built-in
+# that has not run its schedule (its LR not annealed) still says so. A plain function trainable
+# need not report it: the driver knows when one returns (``final_status``).
 FINISHED = "finished"
+# Set by the driver (never by a trainable) on the result at which Ray decided to stop a trial (a
+# scheduler below its max_t, a stopper): what tells "stopped" from "returned" for a trial that does
+# not report FINISHED. Kept in Ray's records of the trial, never logged to MLflow.
+STOPPED = "tunelab_stopped"
 
 # Modular arithmetic (seed report 002). Per operation order, when a trial mixes binary (a ∘ b) and
 # ternary (a ∘ b ∘ c) equations: the same losses and accuracies on each order's part of a split.
@@ -121,10 +126,15 @@ STATUSES = (COMPLETED, STOPPED_EARLY, STATUS_DIVERGED, STATUS_OOM, INFEASIBLE, E
 
 
 def final_status(last_result: dict | None, error: bool = False) -> str:
-    """The status of a trial from its last report.
+    """The status of a trial from its last result as Ray keeps it.
+
+    A trainable that reports ``finished`` says itself whether it ran its schedule. Otherwise the
+    result says how the trial ended: Ray adds ``done`` to the last result of a trial that returned,
+    and of one it stopped, which the driver marks ``STOPPED`` (``tunelab.search._ends``); a trial
+    ended by the search's own end (its time or FLOP budget) has neither.
 
     Args:
-        last_result: the trial's last reported metrics (None if it never reported).
+        last_result: the trial's last result (None if it never reported).
         error: whether the trial ended by raising.
     """
     if error:
@@ -134,6 +144,8 @@ def final_status(last_result: dict | None, error: bool = False) -> str:
         return STATUS_OOM
     if last.get(DIVERGED):
         return STATUS_DIVERGED
-    if last.get(FINISHED):
-        return COMPLETED
+    if FINISHED in last:
+        return COMPLETED if last[FINISHED] else STOPPED_EARLY
+    if last.get("done") and not last.get(STOPPED):
+        return COMPLETED  # the function returned (or reached the scheduler's max_t)
     return STOPPED_EARLY

@@ -14,11 +14,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from trainables import metrics
-from trainables._config import config_dataclass, parse_config
-from trainables._report import load_state, report
+from tunelab.trainables import metrics
+from tunelab.trainables._config import config_dataclass, parse_config
+from tunelab.trainables._report import load_state, report
 
 CONSTRAINTS: tuple[str, ...] = ()
+METRICS = (metrics.EPOCH, metrics.TRAIN_LOSS, metrics.VAL_LOSS, metrics.TRAIN_PPL, metrics.VAL_PPL, metrics.WALL_S,
+           metrics.DIVERGED, metrics.OOM, metrics.FINISHED)
 
 
 @config_dataclass
@@ -81,4 +83,4 @@ def train(config: dict[str, Any], data: Any = None) -> None:
             metrics.WALL_S: wall, metrics.DIVERGED: 0, metrics.OOM: 0,
             metrics.FINISHED: int(epoch == cfg.epochs),
         }
-        report(values, {"epoch": epoch, "wall_s": wall} if cfg.checkpoint else None)
+        report(values, state={"epoch": epoch, "wall_s": wall} if cfg.checkpoint else None)

@@ -45,9 +45,9 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from trainables import metrics
-from trainables._config import config_dataclass, parse_config
-from trainables._errors import DataError
+from tunelab.trainables import metrics
+from tunelab.trainables._config import config_dataclass, parse_config
+from tunelab.trainables._errors import DataError
 
 CONSTRAINTS: tuple[str, ...] = ()
 Seed = Annotated[int, Field(ge=0)]
@@ -250,6 +250,11 @@ def check(cfg: Any, constraints: Mapping[str, Any]) -> str | None:
 
 def flops_per_token(cfg: Any) -> int:
     return 0
+
+
+def reported(bench: Benchmark) -> tuple[str, ...]:
+    """The metrics a trial of ``bench`` reports (``train`` below)."""
+    return (bench.metric, metrics.WALL_S, metrics.FINISHED, metrics.DIVERGED, metrics.OOM)
 
 
 def summary(bench: Benchmark, cfg: Any) -> dict[str, Any]:

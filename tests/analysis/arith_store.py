@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainables import metrics
-from trainables.arith.config import ATTENTION_ARTIFACT, ArithConfig, params_nonembed
+from tunelab.trainables import metrics
+from tunelab.trainables.arith.config import ATTENTION_ARTIFACT, ArithConfig, params_nonembed
 
 ARITH = "fixture-arith"
 T0 = 1_700_000_000_000  # ms

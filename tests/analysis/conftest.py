@@ -20,8 +20,8 @@ def store(tmp_path_factory) -> Store:
 @pytest.fixture(scope="session")
 def real_search(ray_session, data_dir, tmp_path_factory):
     """A real small search: 4 trials of a 32-wide LSTM/GRU on 1% of PTB, TPE + ASHA over 3 epochs."""
-    import search
-    import spaces
+    from tunelab import search
+    from tunelab import spaces
 
     tmp = tmp_path_factory.mktemp("analysis_real")
     s = spaces.load(spaces.CATALOGUE / "ptb_smoke.yaml", [
@@ -34,8 +34,8 @@ def real_search(ray_session, data_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def arith_search(ray_session, tmp_path_factory):
     """spaces/arith_sanity.yaml at p = 7 for 300 steps, d = 32: GPT and LSTM, two seeds each, through Ray."""
-    import search
-    import spaces
+    from tunelab import search
+    from tunelab import spaces
 
     tmp = tmp_path_factory.mktemp("analysis_arith")
     s = spaces.load(spaces.CATALOGUE / "arith_sanity.yaml", ["p=7", "steps=300", "d_model=32", f"storage={tmp}"])

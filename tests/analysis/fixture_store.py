@@ -11,7 +11,7 @@ import dataclasses
 import math
 from pathlib import Path
 
-from trainables import metrics
+from tunelab.trainables import metrics
 
 RNN = "fixture-rnn"
 GPT = "fixture-gpt"

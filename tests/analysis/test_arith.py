@@ -12,8 +12,8 @@ from arith_store import ARITH, STEPS, build_arith_store, fit, grok, top
 from figures_check import check_plot
 from test_notebooks import execute
 
-import analysis
-from trainables import metrics
+from tunelab import analysis
+from tunelab.trainables import metrics
 
 KEYS = [(m, d, s) for m in ("gpt", "lstm") for d in (64, 128) for s in (0, 1)]
 
@@ -160,7 +160,7 @@ def test_the_attention_artifact_exists_and_draws(arith_search, tmp_path):
 
 @pytest.mark.slow
 def test_tunelab_report_and_the_notebook_on_a_real_search(arith_search, monkeypatch, tmp_path):
-    from search.cli import main
+    from tunelab.search.cli import main
 
     assert main(["report", arith_search.name, "--storage", str(arith_search.experiment_dir.parent),
                  "--out", str(tmp_path / "r")]) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from figures_check import check_plot
 from fixture_store import RNN, RNN_TRIALS
 
-import analysis
+from tunelab import analysis
 
 
 def test_rungs_and_trials_alive(store):

@@ -8,8 +8,8 @@ import math
 import pytest
 from fixture_store import RNN, T0, _log_run
 
-import analysis
-from trainables import metrics
+from tunelab import analysis
+from tunelab.trainables import metrics
 
 VIT = "fixture-vit"
 # (n_layer, optimizer, norm, epochs run, status, final val_acc): made-up curves that rise to the final

@@ -9,7 +9,7 @@ from figures_check import check_plot
 from fixture_store import RNN
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-import analysis
+from tunelab import analysis
 
 
 @pytest.fixture(scope="module")

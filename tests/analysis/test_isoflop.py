@@ -6,7 +6,7 @@ import pytest
 from figures_check import check_plot
 from fixture_store import ALPHA, BUDGETS, GPT, RNN, SIZE_FACTORS, K
 
-import analysis
+from tunelab import analysis
 
 
 @pytest.fixture(scope="module")

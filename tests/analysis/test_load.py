@@ -12,7 +12,7 @@ import pytest
 from fixture_store import EMPTY, GPT, RNN, RNN_TRIALS
 from mlflow.tracking import MlflowClient
 
-import analysis
+from tunelab import analysis
 
 DBL_MAX = 1.7976931348623157e308
 
@@ -145,7 +145,7 @@ def test_unknown_or_empty_experiment_is_an_analysis_error(store, tmp_path):
 
 
 def test_import_does_not_pull_in_matplotlib():
-    code = "import sys, analysis; sys.exit('matplotlib' in sys.modules)"
+    code = "import sys, tunelab.analysis; sys.exit('matplotlib' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2]).returncode == 0
 
 

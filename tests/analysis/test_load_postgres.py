@@ -10,7 +10,7 @@ import pytest
 from fixture_store import GPT, RNN, build_store
 from test_load import check_against_client
 
-import analysis
+from tunelab import analysis
 
 pytestmark = pytest.mark.slow  # starts a PostgreSQL server
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import nbformat
 import pytest
 from fixture_store import GPT
 from nbclient import NotebookClient
 
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "analysis" / "notebooks"
+from tunelab import analysis
+
+NOTEBOOKS = analysis.NOTEBOOKS  # where the installed package keeps them
 NAMES = ("compare_trials", "ptb_rnn", "gpt_flop_budget")
 STORED = (*NAMES, "arith_grokking")  # arith_grokking runs in tests/analysis/test_arith.py
 
@@ -19,9 +18,7 @@ def execute(name: str, experiment: str, uri: str, monkeypatch, tmp_path) -> str:
     """Run one notebook; returns its text outputs."""
     monkeypatch.setenv("TUNELAB_EXPERIMENT", experiment)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    # The kernel is a fresh process: it must import this checkout's analysis package.
-    path = [str(NOTEBOOKS.parents[1]), os.environ.get("PYTHONPATH")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, path)))
+    # The kernel is a fresh process: it imports the installed tunelab, as a user's notebook does.
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     texts = []
@@ -43,7 +40,7 @@ def test_stored_without_outputs_with_a_parameters_cell(name):
     assert "TUNELAB_EXPERIMENT" in first.source and "MLFLOW_TRACKING_URI" in first.source
     assert "tracking_uri" in first.source and "experiment" in first.source
     sources = "\n".join(c.source for c in code)
-    assert "import mlflow" not in sources and "import search" not in sources  # the analysis API only
+    assert "import mlflow" not in sources and "tunelab.search" not in sources and "import search" not in sources  # the analysis API only
 
 
 def test_gpt_notebook_fits_the_flop_budgets(store, monkeypatch, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from figures_check import check_plot
 from fixture_store import RNN
 
-import analysis
+from tunelab import analysis
 
 
 def test_pareto_front_by_hand():

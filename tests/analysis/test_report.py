@@ -6,7 +6,7 @@ import pytest
 from fixture_store import EMPTY, GPT, RNN
 from mlflow.tracking import MlflowClient
 
-import analysis
+from tunelab import analysis
 
 
 def artifacts(uri: str, run_id: str, path: str = "report") -> set[str]:

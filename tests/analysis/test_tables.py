@@ -10,8 +10,8 @@ import pytest
 from fixture_store import RNN, RNN_TRIALS
 from mlflow.tracking import MlflowClient
 
-import analysis
-from trainables import metrics
+from tunelab import analysis
+from tunelab.trainables import metrics
 
 DBL_MAX = 1.7976931348623157e308
 

@@ -71,7 +71,7 @@ def test_the_table_gives_median_and_iqr_and_compute_to_the_baselines_median():
 def test_the_peer_gets_the_search_files_space_as_optuna_distributions():
     import optuna.distributions as d
 
-    import spaces
+    from tunelab import spaces
 
     s = spaces.load(spaces.CATALOGUE / "bench_hpolib.yaml")
     dist = se.optuna_distributions(s.space)

@@ -37,8 +37,8 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
-import search  # noqa: E402
-import spaces  # noqa: E402
+from tunelab import search  # noqa: E402
+from tunelab import spaces  # noqa: E402
 
 SMOKE = spaces.CATALOGUE / "ptb_smoke.yaml"
 LOAD = spaces.CATALOGUE / "synthetic_load.yaml"

@@ -7,8 +7,8 @@ import types
 from mlflow.tracking import MlflowClient
 from ray.tune import Checkpoint
 
-from search._artifacts import log_checkpoint_artifacts
-from trainables._report import ARTIFACTS
+from tunelab.search._artifacts import log_checkpoint_artifacts
+from tunelab.trainables._report import ARTIFACTS
 
 
 def test_checkpoint_artifacts_are_logged_on_the_run(tmp_path):

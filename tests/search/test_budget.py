@@ -1,6 +1,6 @@
 """The total-FLOP stopper with made-up reports."""
 
-from search import FlopBudgetStopper
+from tunelab.search import FlopBudgetStopper
 
 
 def test_stops_all_once_trials_together_spend_the_budget(tmp_path):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import math
 
-import spaces
-from search.cli import main
+from tunelab import spaces
+from tunelab.search.cli import main
 
 GPT = str(spaces.CATALOGUE / "gpt_flop_budget.yaml")
 REPORT_003 = ["n_embd=256", "n_layer=8", "n_head=8", "n_positions=64", "batch_size=256", "min_lr=5e-4"]

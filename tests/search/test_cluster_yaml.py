@@ -157,13 +157,14 @@ def test_gpu_workers_autoscale_within_the_cluster_limit(raw, prepared):
     assert head["resources"].get("GPU", 0) == 0 and head["resources"].get("CPU") == 0  # no trial on the head
 
 
-def test_setup_installs_the_project_with_its_pins(prepared):
-    assert prepared["file_mounts"].get("~/tunelab") == "."
-    assert (ROOT / "constraints.txt").is_file()
+def test_setup_installs_the_wheel_with_its_pins(prepared):
+    # `make wheel` puts the wheel and the pins in dist/, which every node gets as ~/tunelab-dist.
+    assert prepared["file_mounts"].get("~/tunelab-dist") == "dist"
+    assert "cp constraints.txt dist/" in (ROOT / "Makefile").read_text()
     for key in ("head_setup_commands", "worker_setup_commands"):  # setup_commands folded into both
         commands = _commands(prepared, key)
         assert any(
-            "cd ~/tunelab" in c and re.search(r"pip install[^&;|]*-c constraints\.txt[^&;|]*-e \.(\[\w+\])?(\s|$)", c)
+            re.search(r"pip install[^&;|]*-c ~/tunelab-dist/constraints\.txt[^&;|]* ~/tunelab-dist/tunelab-\*\.whl", c)
             for c in commands
         ), key
         # Every install but pip's own upgrade goes through the pins.

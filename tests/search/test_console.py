@@ -7,8 +7,8 @@ import io
 import sys
 import types
 
-from search import _console
-from trainables import metrics
+from tunelab.search import _console
+from tunelab.trainables import metrics
 
 
 def _trial(trial_id, **config):

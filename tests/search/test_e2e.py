@@ -16,12 +16,12 @@ import pytest
 from optuna.trial import TrialState
 from ray import tune
 
-import search
-import spaces
-from search import _tracking
-from search import load_study
-from search._searcher import STATUS_ATTR
-from trainables import metrics
+from tunelab import search
+from tunelab import spaces
+from tunelab.search import _tracking
+from tunelab.search import load_study
+from tunelab.search._searcher import STATUS_ATTR
+from tunelab.trainables import metrics
 
 pytestmark = pytest.mark.slow
 SMOKE = spaces.CATALOGUE / "ptb_smoke.yaml"
@@ -130,7 +130,7 @@ def test_a_huge_learning_rate_diverges_and_the_search_completes(ray_session, tmp
 
 
 def test_running_the_same_name_twice_is_refused(ray_session, smoke, capsys):
-    from search.cli import main
+    from tunelab.search.cli import main
 
     outcome = smoke[0]
     code = main(["run", str(SMOKE), "--storage", str(outcome.experiment_dir.parent)])
@@ -139,7 +139,7 @@ def test_running_the_same_name_twice_is_refused(ray_session, smoke, capsys):
 
 
 def _tunelab(*args, **kw):
-    return [sys.executable, "-m", "search.cli", *args]
+    return [sys.executable, "-m", "tunelab", *args]
 
 
 def test_kill_9_the_driver_then_resume(tmp_path, data_dir):
@@ -194,7 +194,7 @@ def test_kill_9_the_driver_then_resume(tmp_path, data_dir):
 
 
 def test_ls_lists_the_search_with_counts_and_best(smoke, capsys):
-    from search.cli import main
+    from tunelab.search.cli import main
 
     outcome = smoke[0]
     assert main(["ls", "--storage", str(outcome.experiment_dir.parent)]) == 0
@@ -208,7 +208,7 @@ def test_ls_lists_the_search_with_counts_and_best(smoke, capsys):
 
 
 def test_report_writes_both_files_and_logs_them_on_the_parent(smoke, tmp_path, capsys):
-    from search.cli import main
+    from tunelab.search.cli import main
 
     outcome, client, parent, kids = smoke
     storage = str(outcome.experiment_dir.parent)
@@ -362,7 +362,7 @@ def test_ui_parent_progress_chart_has_one_point_per_trial(smoke, ui, page):
 
 
 def test_ui_shows_the_report_with_its_figures_in_the_artifact_viewer(smoke, ui, page, tmp_path):
-    import analysis
+    from tunelab import analysis
 
     outcome, client, parent, kids = smoke
     url, base = ui

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-import analysis
-import search
-import spaces
-from trainables import curves
-from trainables import metrics as M
+from tunelab import analysis
+from tunelab import search
+from tunelab import spaces
+from tunelab.trainables import curves
+from tunelab.trainables import metrics as M
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

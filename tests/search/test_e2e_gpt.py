@@ -7,11 +7,11 @@ import math
 
 import pytest
 
-import search
-import spaces
-from search import _tracking
-from search.cli import main
-from trainables import metrics
+from tunelab import search
+from tunelab import spaces
+from tunelab.search import _tracking
+from tunelab.search.cli import main
+from tunelab.trainables import metrics
 
 pytestmark = pytest.mark.slow
 PER_TRIAL, RUNG, TOTAL = 1.0e11, 2.5e10, 4.0e11

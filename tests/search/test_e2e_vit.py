@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-import analysis
-import search
-import spaces
-from search import _tracking
-from trainables import metrics
+from tunelab import analysis
+from tunelab import search
+from tunelab import spaces
+from tunelab.search import _tracking
+from tunelab.trainables import metrics
 
 pytestmark = pytest.mark.slow
 EPOCHS = 2

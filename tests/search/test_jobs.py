@@ -23,12 +23,11 @@ from pathlib import Path
 import pytest
 
 from _procs import TINY_SETS, free_port
-from search import _tracking
-from trainables import metrics
+from tunelab.search import _tracking
+from tunelab.trainables import metrics
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parents[2]
 ANYWHERE = """\
 # A search file kept outside the project (tests/search/test_jobs.py): its text travels with the job.
 name: job-anywhere
@@ -96,7 +95,7 @@ def _http_status(url: str, token: str | None) -> int:
 
 
 def _tunelab(env, *args, check=True, cwd=None) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "search.cli", *args], env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "tunelab", *args], env=env, capture_output=True,
                           text=True, timeout=120, cwd=cwd)
     if check:
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -168,14 +167,14 @@ def test_a_bad_search_file_is_refused_before_anything_is_sent(head, tmp_path):
     proc = _tunelab(env, "submit", str(bad), "--address", address, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and str(bad) in proc.stderr and "trainable" in proc.stderr
-    # A data folder given relative to where tunelab runs, outside what is sent, cannot travel.
+    # A data folder given relative to where tunelab runs, outside the folder sent, cannot travel.
     (tmp_path / "ptb").mkdir()
+    (tmp_path / "project").mkdir()
     local = tmp_path / "local.yaml"
-    local.write_text(ANYWHERE.replace("DATA_DIR", "ptb"))
-    proc = _tunelab({**env, "PYTHONPATH": str(ROOT)}, "submit", str(local), "--address", address, check=False,
-                    cwd=tmp_path)
+    local.write_text(ANYWHERE.replace("DATA_DIR", "../ptb"))
+    proc = _tunelab(env, "submit", str(local), "--address", address, check=False, cwd=tmp_path / "project")
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
-    assert f"{local}: data.dir: 'ptb' ({tmp_path / 'ptb'}) cannot travel with the job" in proc.stderr
+    assert f"{local}: data.dir: '../ptb' ({tmp_path / 'ptb'}) cannot travel with the job" in proc.stderr
     assert _jobs_listed(address, env["RAY_AUTH_TOKEN"]) == before
 
 
@@ -183,12 +182,14 @@ def test_a_search_file_from_any_folder_travels_with_the_job(head, tmp_path):
     address, env = head
     folder = tmp_path / "elsewhere"
     folder.mkdir()
-    # data.dir relative to where tunelab runs, inside the project folder: the job gets it relative to its
-    # copy of the project (here `spaces`), which it must find for the search file to load there.
-    text = ANYWHERE.replace("DATA_DIR", os.path.relpath(ROOT / "spaces", folder))
+    # data.dir relative to where tunelab runs, inside that folder: the job gets it at the same place in its
+    # copy of the folder, which it must find for the search file to load there.
+    (folder / "mydata").mkdir()
+    (folder / "mydata" / "notes.txt").write_text("a lab's data")
+    text = ANYWHERE.replace("DATA_DIR", "./mydata")
     (folder / "my_search.yaml").write_text(text)
     storage = tmp_path / "runs"
-    job_id = _tunelab({**env, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_USERNAME": "alice"}, "submit",
+    job_id = _tunelab({**env, "MLFLOW_TRACKING_USERNAME": "alice"}, "submit",
                       "my_search.yaml", "--address", address, "--storage", str(storage), cwd=folder).stdout.strip()
     info = _wait_for(env, address, job_id, {"SUCCEEDED", "FAILED", "STOPPED"})
     assert info["status"] == "SUCCEEDED", _tunelab(env, "logs", job_id, "--address", address).stdout[-3000:]
@@ -203,7 +204,7 @@ def test_a_search_file_from_any_folder_travels_with_the_job(head, tmp_path):
     logged = client.download_artifacts(parent, "search/my_search.yaml", str(tmp_path / "artifact"))
     assert Path(logged).read_text() == text  # the file as written here, run there
     resolved = (storage / "job-anywhere" / "search.yaml").read_text()
-    assert "dir: spaces" in resolved
+    assert "dir: mydata" in resolved
 
 
 def _jobs_listed(address: str, token: str) -> int:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
-import spaces
-from search import _jobs
+from tunelab import spaces
+from tunelab.search import _jobs
 
-ROOT = Path(__file__).resolve().parents[2]
 FILE = """\
 # tests/search/test_jobs_files.py
 name: travel
@@ -28,13 +24,12 @@ def _search(tmp_path, data: str) -> spaces.Search:
     return spaces.load(path)
 
 
-def test_a_relative_data_folder_inside_what_is_sent_is_given_relative_to_the_project(tmp_path, monkeypatch):
+def test_a_relative_data_folder_inside_what_is_sent_is_given_relative_to_the_folder_sent(tmp_path, monkeypatch):
+    (tmp_path / "data" / "ptb").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
-    rel = os.path.relpath(ROOT / "spaces", tmp_path)  # ../../work/.../spaces
-    assert _jobs.travelling_data(_search(tmp_path, f"{{corpus: none, dir: {rel}}}")) == ["data.dir=spaces"]
-    monkeypatch.chdir(ROOT)
-    assert _jobs.travelling_data(_search(tmp_path, "{corpus: none, dir: analysis/notebooks}")) == \
-        ["data.dir=analysis/notebooks"]
+    assert _jobs.travelling_data(_search(tmp_path, "{corpus: none, dir: ./data/../data/ptb}")) == ["data.dir=data/ptb"]
+    monkeypatch.chdir(tmp_path / "data")  # the folder submitted from is what is sent
+    assert _jobs.travelling_data(_search(tmp_path, "{corpus: none, dir: ptb}")) == ["data.dir=ptb"]
 
 
 def test_absolute_home_and_unset_data_folders_are_the_cluster_s(tmp_path, monkeypatch):
@@ -47,15 +42,13 @@ def test_absolute_home_and_unset_data_folders_are_the_cluster_s(tmp_path, monkey
 
 
 @pytest.mark.parametrize("data, where", [
-    ("{corpus: none, dir: here}", "outside the project folder"),
-    ("{corpus: none, tokens: tokens/shakespeare-char}", "in a part of the project folder that is not sent"),
+    ("{corpus: none, dir: ../here}", "outside the folder submitted from"),
+    ("{corpus: none, tokens: tokens/shakespeare-char}", "in a part of the folder submitted from that is not sent"),
 ])
 def test_a_relative_data_folder_that_cannot_travel_is_refused(tmp_path, monkeypatch, data, where):
     (tmp_path / "here").mkdir()
-    if "tokens/" in data:
-        monkeypatch.chdir(ROOT)
-    else:
-        monkeypatch.chdir(tmp_path)
+    (tmp_path / "project").mkdir()
+    monkeypatch.chdir(tmp_path / "project")
     s = _search(tmp_path, data)
     with pytest.raises(spaces.SpecError, match=f"cannot travel with the job: it is {where}") as err:
         _jobs.travelling_data(s)
@@ -65,5 +58,5 @@ def test_a_relative_data_folder_that_cannot_travel_is_refused(tmp_path, monkeypa
 def test_the_entrypoint_writes_the_carried_text_under_the_file_s_name_then_runs_it():
     cmd = _jobs.entrypoint("my search.yaml", ["lr=0.5"], "n", None)
     assert cmd == ("mkdir -p .tunelab-submitted && printf \"%s\" \"$TUNELAB_SEARCH_TEXT\" > "
-                   "'.tunelab-submitted/my search.yaml' && python -m search.cli run '.tunelab-submitted/my search.yaml' "
+                   "'.tunelab-submitted/my search.yaml' && python -m tunelab run '.tunelab-submitted/my search.yaml' "
                    "--set lr=0.5 --name n --storage ~/tunelab-runs")

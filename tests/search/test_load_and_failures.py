@@ -6,12 +6,12 @@ import pytest
 from optuna.trial import TrialState
 from ray import tune
 
-import search
-import spaces
-from search import _tracking
-from search import load_study
-from search._searcher import STATUS_ATTR
-from trainables import metrics
+from tunelab import search
+from tunelab import spaces
+from tunelab.search import _tracking
+from tunelab.search import load_study
+from tunelab.search._searcher import STATUS_ATTR
+from tunelab.trainables import metrics
 
 pytestmark = pytest.mark.slow
 LOAD = spaces.CATALOGUE / "synthetic_load.yaml"

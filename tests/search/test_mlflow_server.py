@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from _procs import TINY_SETS, free_port
-from search import _tracking
-from trainables import metrics
+from tunelab.search import _tracking
+from tunelab.trainables import metrics
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +63,7 @@ def server(tmp_path):
 
 
 def _tunelab(*args, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "search.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "tunelab", *args], capture_output=True, text=True,
                           timeout=600, **kw)
 
 
@@ -80,7 +80,7 @@ def test_an_unreachable_server_at_launch_stops_before_anything_starts(tmp_path, 
 def test_server_killed_mid_search_then_sync_replays_without_duplicates(server, tmp_path, data_dir):
     storage = tmp_path / "runs"
     driver = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "run", "spaces/ptb_smoke.yaml", *TINY_SETS, "--set", "epochs=3",
+        [sys.executable, "-m", "tunelab", "run", "spaces/ptb_smoke.yaml", *TINY_SETS, "--set", "epochs=3",
          "--set", "scheduler.max_t=3", "--set", "budget.trials=4", "--set", f"tracking.uri={server.uri}",
          "--storage", str(storage)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)

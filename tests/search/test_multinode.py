@@ -27,9 +27,9 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from search import _tracking
-from search import load_study
-from trainables import metrics
+from tunelab.search import _tracking
+from tunelab.search import load_study
+from tunelab.trainables import metrics
 
 pytestmark = pytest.mark.slow
 
@@ -84,8 +84,7 @@ def _drive(scenario: str, tmp_path: Path) -> dict:
     workdir.mkdir()
     # Short on purpose: Ray puts its Unix sockets under it, and socket paths are limited to 107 bytes.
     ray_tmp = tempfile.mkdtemp(prefix="rmn", dir="/tmp")
-    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
     log_path = workdir / "driver.log"
     timed_out = False

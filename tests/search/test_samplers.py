@@ -8,11 +8,11 @@ import itertools
 import optuna
 import pytest
 
-import spaces
-from spaces._schema import SAMPLERS
-from search._samplers import make_sampler
-from search._searcher import OptunaSearcher
-from trainables import metrics
+from tunelab import spaces
+from tunelab.spaces._schema import SAMPLERS
+from tunelab.search._samplers import make_sampler
+from tunelab.search._searcher import OptunaSearcher
+from tunelab.trainables import metrics
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -9,11 +9,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import spaces
-from search._samplers import make_sampler
-from search._searcher import REASON_ATTR, STATUS_ATTR, InfeasibleSpaceError, OptunaSearcher
-from spaces._schema import Param
-from trainables import metrics
+from tunelab import spaces
+from tunelab.search._samplers import make_sampler
+from tunelab.search._searcher import REASON_ATTR, STATUS_ATTR, InfeasibleSpaceError, OptunaSearcher
+from tunelab.spaces._schema import Param
+from tunelab.trainables import metrics
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -38,8 +38,9 @@ def test_stopped_trial_is_pruned_with_its_intermediate_values(tmp_path):
     s = _searcher(tmp_path)
     s.suggest("a")
     s.on_trial_result("a", _result(1, 300.0))
-    # ASHA's STOP decision: this result never reaches on_trial_result, only on_trial_complete.
-    s.on_trial_complete("a", _result(2, 250.0, done=True))
+    # ASHA's STOP decision: this result never reaches on_trial_result, only on_trial_complete, marked
+    # by the driver as the result at which Ray stopped the trial (search/_ends.py).
+    s.on_trial_complete("a", _result(2, 250.0, done=True, **{metrics.STOPPED: 1}))
     (t,) = s.study.trials
     assert t.state == TrialState.PRUNED
     assert t.intermediate_values == {1: 300.0, 2: 250.0}
@@ -55,6 +56,17 @@ def test_finished_trial_is_complete_with_its_final_value(tmp_path):
     (t,) = s.study.trials
     assert t.state == TrialState.COMPLETE and t.value == 140.0
     assert t.intermediate_values == {1: 300.0, 2: 200.0, 3: 150.0, 4: 140.0}
+
+
+def test_a_trial_that_returned_without_reporting_finished_is_complete(tmp_path):
+    s = _searcher(tmp_path)
+    s.suggest("a")
+    for step, v in enumerate([300.0, 200.0], start=1):
+        s.on_trial_result("a", _result(step, v))
+    s.on_trial_complete("a", _result(2, 200.0, done=True))  # Ray's `done` on the last result: it returned
+    (t,) = s.study.trials
+    assert t.state == TrialState.COMPLETE and t.value == 200.0
+    assert t.user_attrs[STATUS_ATTR] == metrics.COMPLETED
 
 
 def test_diverged_trial_is_complete_with_the_worst_value_and_errors_fail(tmp_path):

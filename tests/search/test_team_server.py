@@ -13,13 +13,13 @@ import sys
 import pytest
 from _servers import TEAM_USER
 
-import analysis
-import search
-import spaces
-from search import _tracking
-from search import sync
-from search.cli import main
-from trainables import metrics
+from tunelab import analysis
+from tunelab import search
+from tunelab import spaces
+from tunelab.search import _tracking
+from tunelab.search import sync
+from tunelab.search.cli import main
+from tunelab.trainables import metrics
 
 pytestmark = pytest.mark.slow
 LOAD = str(spaces.CATALOGUE / "synthetic_load.yaml")
@@ -71,7 +71,7 @@ def test_a_search_on_the_server_with_a_login_then_sync_resume_ls_ui_and_analysis
     assert sql_runs.equals(runs) and sql_history.equals(history)
 
     # `tunelab ui` points at the server instead of starting one.
-    proc = subprocess.run([sys.executable, "-m", "search.cli", "ui", "team-search", "--storage", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "-m", "tunelab", "ui", "team-search", "--storage", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and team_server.uri in proc.stdout, proc.stdout + proc.stderr
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import types
 
-from search import _tracking
-from trainables import metrics
+from tunelab.search import _tracking
+from tunelab.trainables import metrics
 
 
 def _trial(trial_id, **config):
@@ -151,9 +151,20 @@ def test_one_report_logs_the_changing_metrics_the_constants_once_and_no_flags():
     assert {(m.key, m.step) for m in first} == {("training_iteration", 1), ("epoch", 1), ("val_ppl", 1),
                                                 ("n_params", 0), ("n_params_nonembed", 0)}
     assert {(m.key, m.step) for m in later} == {("training_iteration", 2), ("epoch", 2), ("val_ppl", 2)}
-    assert {(m.key, m.step, m.value) for m in _tracking.end_metrics(_report(3, diverged=1), 7)} == {
+    assert {(m.key, m.step, m.value) for m in _tracking.end_metrics(_report(3, diverged=1), "diverged", 7)} == {
         ("diverged", 3, 1.0), ("oom", 3, 0.0), ("finished", 3, 0.0)}
-    assert _tracking.end_metrics({}, 7) == []  # a trial that never reported has no flags
+    # `finished` says whether the trial completed, whether or not its trainable reports the flag
+    assert {(m.key, m.value) for m in _tracking.end_metrics(_report(3), "completed", 7)} == {
+        ("diverged", 0.0), ("oom", 0.0), ("finished", 1.0)}
+    assert _tracking.end_metrics({}, "error", 7) == []  # a trial that never reported has no flags
+
+
+def test_every_number_a_trial_reports_is_logged_and_ray_s_bookkeeping_is_not():
+    result = {**_report(2), "val_mae": 0.25, "grad": {"norm": 3.0, "max": 9.0}, "note": "text", "ok": True,
+              "done": True, "trial_id": "abc", "pid": 123, "time_this_iter_s": 0.1, "timestamp": 1700000000,
+              "config": {"lr": 0.5}, metrics.STOPPED: 1, "time_total_s": 4.5}
+    logged = {m.key for m in _tracking.report_metrics(result, 2, 7, with_constants=False)}
+    assert logged == {"training_iteration", "epoch", "val_ppl", "val_mae", "grad/norm", "grad/max", "time_total_s"}
 
 
 def test_no_constant_or_flag_is_logged_twice_across_a_restart(tmp_path):
@@ -215,7 +226,7 @@ def test_the_parent_gets_one_progress_step_per_ended_trial_and_each_child_a_desc
 
 
 def test_a_tracking_uri_mlflow_cannot_use_is_exit_2_naming_it_and_nothing_is_written(tmp_path, capsys):
-    from search.cli import main
+    from tunelab.search.cli import main
 
     load = str(__import__("spaces").CATALOGUE / "synthetic_load.yaml")
     assert main(["run", load, "--set", "tracking.uri=ftp://x", "--storage", str(tmp_path / "runs")]) == 2

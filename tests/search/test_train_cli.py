@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from search.cli import main
+from tunelab.search.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = str(ROOT / "spaces" / "ptb_smoke.yaml")
 TINY = ["--set", "hidden_size=16", "--set", "train_fraction=0.01", "--set", "eval_fraction=0.05",
         "--set", "epochs=2"]
 # Ray (and MLflow, and Optuna) made unimportable, as on a GPU machine that has torch and nothing else.
-NO_RAY = "import sys\nfor m in ('ray', 'mlflow', 'optuna'): sys.modules[m] = None\nfrom search.cli import main\n"
+NO_RAY = "import sys\nfor m in ('ray', 'mlflow', 'optuna'): sys.modules[m] = None\nfrom tunelab.search.cli import main\n"
 
 
 @pytest.mark.slow
 def test_train_runs_a_config_without_ray(tmp_path):
     code = NO_RAY + f"sys.exit(main(['train', {SMOKE!r}, *{TINY!r}]))\n"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr
     first, header, *rows = out.stdout.splitlines()

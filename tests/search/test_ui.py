@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from search import _tracking, _ui
+from tunelab.search import _tracking, _ui
 
 
 def test_the_url_opens_the_runs_table_in_the_model_training_view():

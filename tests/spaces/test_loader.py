@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import spaces
-from search.cli import main
+from tunelab import spaces
+from tunelab.search.cli import main
 
 GOOD = """\
 name: t
@@ -35,6 +35,8 @@ BAD = {
                              "space.momentum.when.optimiser", "neither in space nor fixed"),
     "negative budget": (GOOD.replace("trials: 2", "trials: -3"), "budget.trials", "greater than 0"),
     "unknown metric": (GOOD + "metric: val_pll\n", "metric", "unknown metric 'val_pll'"),
+    "a key twice": (GOOD + "mode: min\nmode: max\n", "mode", "given twice (lines 9 and 10)"),
+    "a block twice": (GOOD + "budget: {trials: 4}\n", "budget", "given twice (lines 8 and 9)"),
     "two distributions": (GOOD.replace("{loguniform: [0.5, 20.0]}", "{loguniform: [0.5, 20.0], int: [1, 2]}"),
                           "space.lr", "exactly one of"),
     "missing data dir": (GOOD + "data: {corpus: ptb, dir: /nonexistent/ptb}\n", "data.dir", "does not exist"),
@@ -69,14 +71,26 @@ def test_bad_override_names_the_key(tmp_path, capsys):
 
 def test_missing_file(tmp_path, capsys):
     assert main(["run", str(tmp_path / "nope.yaml")]) == 2
-    assert "cannot read the search file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith(f"tunelab: error: {tmp_path / 'nope.yaml'}: no such file, nor a search of the catalogue (")
+    assert "ptb_smoke" in err and err.count("\n") == 1
+
+
+def test_a_catalogue_name_finds_the_shipped_file_unless_a_file_of_that_name_is_here(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert spaces.find("ptb_smoke") == spaces.CATALOGUE / "ptb_smoke.yaml"
+    assert spaces.find("ptb_smoke.yaml") == spaces.CATALOGUE / "ptb_smoke.yaml"
+    assert spaces.load("ptb_smoke").spec.name == "ptb-smoke"
+    (tmp_path / "ptb_smoke.yaml").write_text(GOOD)
+    assert spaces.find("ptb_smoke.yaml") == Path("ptb_smoke.yaml")  # a file here wins
+    assert "ptb_smoke" in spaces.catalogue() and "synthetic_load" in spaces.catalogue()
 
 
 def test_console_script_exit_status(tmp_path):
     """The installed entry point really exits with status 2 (not just main's return value)."""
     path = tmp_path / "s.yaml"
     path.write_text(BAD["unknown trainable"][0])
-    proc = subprocess.run([sys.executable, "-m", "search.cli", "run", str(path)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "tunelab", "run", str(path)], capture_output=True, text=True,
                           cwd=tmp_path, env={**__import__("os").environ})
     assert proc.returncode == 2
     assert proc.stderr.strip().endswith("expected one of: " + ", ".join(sorted(__import__("trainables").REGISTRY)))
@@ -114,5 +128,5 @@ def test_every_catalogue_file_loads_and_compiles():
 
 
 def test_loader_imports_no_torch():
-    code = "import spaces, sys; spaces.load_all(spaces.CATALOGUE); assert 'torch' not in sys.modules"
+    code = "from tunelab import spaces; import sys; spaces.load_all(spaces.CATALOGUE); assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import optuna
 
-import spaces
-from spaces._schema import Param
+from tunelab import spaces
+from tunelab.spaces._schema import Param
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

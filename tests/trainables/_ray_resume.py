@@ -36,7 +36,7 @@ def straight_and_crashed(module: str, config: dict[str, Any], data: Any, tmp: Pa
         real_report, calls = trainable.report, []
 
         def report_then_fail(metrics_, state=None):
-            real_report(metrics_, state)
+            real_report(metrics_, state=state)
             calls.append(1)
             if variant == "crash" and len(calls) == crash_after and not marker.exists():
                 marker.write_text("failed once")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainables import REGISTRY, ConfigError
-from trainables.arith.config import ArithConfig
-from trainables.arith.data import Vocabulary, batch_indices, make_data
+from tunelab.trainables import REGISTRY, ConfigError
+from tunelab.trainables.arith.config import ArithConfig
+from tunelab.trainables.arith.data import Vocabulary, batch_indices, make_data
 
 
 def cfg(**kw) -> ArithConfig:

@@ -8,11 +8,11 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from trainables import REGISTRY
-from trainables.arith.config import model_config, param_count, params_nonembed, rnn_config
-from trainables.gpt.config import ModelConfig
-from trainables.gpt.model import GPT, CausalSelfAttention
-from trainables.rnn.model import RNNModel
+from tunelab.trainables import REGISTRY
+from tunelab.trainables.arith.config import model_config, param_count, params_nonembed, rnn_config
+from tunelab.trainables.gpt.config import ModelConfig
+from tunelab.trainables.gpt.model import GPT, CausalSelfAttention
+from tunelab.trainables.rnn.model import RNNModel
 
 pytestmark = pytest.mark.filterwarnings("ignore:TF32 acceleration:UserWarning")
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-import trainables.arith.train as arith_train
-from trainables import REGISTRY, metrics
-from trainables._report import ARTIFACTS
-from trainables.arith.config import ATTENTION_ARTIFACT
+import tunelab.trainables.arith.train as arith_train
+from tunelab.trainables import REGISTRY, metrics
+from tunelab.trainables._report import ARTIFACTS
+from tunelab.trainables.arith.config import ATTENTION_ARTIFACT
 from _ray_resume import straight_and_crashed
 
 pytestmark = pytest.mark.slow  # every test here trains
@@ -153,7 +153,7 @@ def test_out_of_memory_while_training_ends_the_trial_with_a_report(monkeypatch):
 def tuned(ray_session, tmp_path_factory):
     """One Tuner, two trials of the GPT: ``straight`` runs through; ``crash`` raises right after its
     step-20 report on its first attempt, and Ray restores it from that checkpoint."""
-    return straight_and_crashed("trainables.arith.train", {**TINY, "model": "gpt"}, None,
+    return straight_and_crashed("tunelab.trainables.arith.train", {**TINY, "model": "gpt"}, None,
                                 tmp_path_factory.mktemp("arith_ray"), crash_after=1)
 
 def test_resume_through_ray_tune_is_exact(tuned, gpt):

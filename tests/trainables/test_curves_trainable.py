@@ -8,10 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import spaces
-from search.cli import main
-from trainables import REGISTRY, ConfigError, DataError, curves
-from trainables import metrics as M
+from tunelab import spaces
+from tunelab.search.cli import main
+from tunelab.trainables import REGISTRY, ConfigError, DataError, curves
+from tunelab.trainables import metrics as M
 
 BANK = "gpt_shakespeare_char"
 # A 2 x 2 grid (n_layer x min_lr), the other parameters at one value, 2 recorded seeds: 8 curves.

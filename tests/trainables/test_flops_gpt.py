@@ -7,9 +7,9 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from trainables.flops import gpt_flops_per_token
-from trainables.gpt.config import GPT2_SMALL, ModelConfig
-from trainables.gpt.model import GPT
+from tunelab.trainables.flops import gpt_flops_per_token
+from tunelab.trainables.gpt.config import GPT2_SMALL, ModelConfig
+from tunelab.trainables.gpt.model import GPT
 
 # (n_layer, n_head, n_embd, seq_len, vocab_size, batch): seq_len 32..512, tied/untied, bias or not.
 SHAPES = [

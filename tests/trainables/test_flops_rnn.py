@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from trainables.flops import rnn_flops_per_token
-from trainables.rnn.config import RNNConfig
-from trainables.rnn.model import RNNModel
+from tunelab.trainables.flops import rnn_flops_per_token
+from tunelab.trainables.rnn.config import RNNConfig
+from tunelab.trainables.rnn.model import RNNModel
 
 # Toggling oneDNN off and on makes torch warn about Intel-GPU TF32, irrelevant here.
 pytestmark = pytest.mark.filterwarnings("ignore:TF32 acceleration:UserWarning")

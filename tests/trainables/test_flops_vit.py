@@ -7,9 +7,9 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from trainables.flops import vit_flops_per_image
-from trainables.vit.config import ViTConfig
-from trainables.vit.model import ViT
+from tunelab.trainables.flops import vit_flops_per_image
+from tunelab.trainables.vit.config import ViTConfig
+from tunelab.trainables.vit.model import ViT
 
 SHAPES = [
     dict(n_layer=2),  # seed 001's 2-layer CIFAR-10 model

@@ -6,11 +6,11 @@ import math
 
 import pytest
 
-from trainables import REGISTRY
-from trainables._config import parse_config
-from trainables._errors import ConfigError
-from trainables.flops import gpt_flops_per_token
-from trainables.gpt.config import (
+from tunelab.trainables import REGISTRY
+from tunelab.trainables._config import parse_config
+from tunelab.trainables._errors import ConfigError
+from tunelab.trainables.flops import gpt_flops_per_token
+from tunelab.trainables.gpt.config import (
     GPTConfig, check, eval_steps, memory_estimate_mb, model_mb, param_count, params_nonembed,
     steps_from_budget, summary,
 )

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from trainables.gpt.config import GPT2_SMALL, GPTConfig, ModelConfig, param_count, params_nonembed
-from trainables.gpt.model import GPT, CausalSelfAttention
+from tunelab.trainables.gpt.config import GPT2_SMALL, GPTConfig, ModelConfig, param_count, params_nonembed
+from tunelab.trainables.gpt.model import GPT, CausalSelfAttention
 
 SMALL = dict(vocab_size=97, n_positions=24, n_layer=3, n_head=4, n_embd=32)
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from trainables import REGISTRY
-from trainables._errors import DataError
-from trainables.gpt import tokens
+from tunelab.trainables import REGISTRY
+from tunelab.trainables._errors import DataError
+from tunelab.trainables.gpt import tokens
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-import trainables.gpt.train as gpt_train
-from trainables import REGISTRY, metrics
-from trainables._errors import ConfigError, DataError
-from trainables.gpt import tokens
-from trainables.gpt.config import GPTConfig, eval_steps
-from trainables.gpt.schedule import lr_at
+import tunelab.trainables.gpt.train as gpt_train
+from tunelab.trainables import REGISTRY, metrics
+from tunelab.trainables._errors import ConfigError, DataError
+from tunelab.trainables.gpt import tokens
+from tunelab.trainables.gpt.config import GPTConfig, eval_steps
+from tunelab.trainables.gpt.schedule import lr_at
 from _ray_resume import straight_and_crashed
 
 pytestmark = pytest.mark.slow  # every test here trains
@@ -121,7 +121,7 @@ def test_resume_in_process_is_exact(monkeypatch, token_data):
 
 
 def test_resume_through_ray_tune_is_exact(ray_session, token_data, tmp_path):
-    results = straight_and_crashed("trainables.gpt.train", TINY, token_data, tmp_path, crash_after=2)
+    results = straight_and_crashed("tunelab.trainables.gpt.train", TINY, token_data, tmp_path, crash_after=2)
     straight, resumed = results["straight"], results["crash"]
     for r in (straight, resumed):
         assert r.metrics[metrics.STEP] == 40 and r.metrics[metrics.FINISHED] == 1

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from trainables import REGISTRY, ConfigError
-from trainables._config import parse_config
-from trainables.rnn.config import RNNConfig, check, model_mb, param_count, params_nonembed
+from tunelab.trainables import REGISTRY, ConfigError
+from tunelab.trainables._config import parse_config
+from tunelab.trainables.rnn.config import RNNConfig, check, model_mb, param_count, params_nonembed
 
 
 def test_defaults_are_zaremba_small():

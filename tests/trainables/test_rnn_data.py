@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from trainables import DataError
-from trainables.rnn import data as ptb
+from tunelab.trainables import DataError
+from tunelab.trainables.rnn import data as ptb
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,17 @@ def test_env_then_cache_then_download(data_dir, ptb_copy, tmp_path, monkeypatch)
     assert len(ptb.load_data({"corpus": "ptb", "dir": None}).valid) == 73_760
 
 
+def test_a_failed_download_says_where_the_files_can_go_instead(tmp_path, monkeypatch):
+    monkeypatch.delenv("TUNELAB_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(ptb, "URL", (tmp_path / "offline").as_uri() + "/ptb.{split}.txt")  # no such server
+    with pytest.raises(DataError) as err:
+        ptb.load_data({"corpus": "ptb", "dir": None})
+    message = str(err.value)
+    assert message.startswith("downloading ") and "\n" not in message
+    assert "data.dir" in message and "set TUNELAB_DATA to a folder holding ptb/ ($TUNELAB_DATA unset)" in message
+
+
 def test_download_with_wrong_checksum_keeps_nothing(ptb_copy, tmp_path, monkeypatch):
     (ptb_copy / "ptb.test.txt").write_text(" corrupted \n")
     monkeypatch.setattr(ptb, "URL", ptb_copy.as_uri() + "/ptb.{split}.txt")
@@ -102,5 +113,5 @@ def test_batchify_makes_time_major_streams():
 
 
 def test_data_and_config_modules_do_not_import_torch():
-    code = "import sys, trainables.rnn; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, tunelab.trainables.rnn; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainables.rnn.config import RNNConfig, param_count
-from trainables.rnn.model import RNNModel, detach
+from tunelab.trainables.rnn.config import RNNConfig, param_count
+from tunelab.trainables.rnn.model import RNNModel, detach
 
 CONFIGS = [
     dict(),  # Zaremba small LSTM, 4,653,200

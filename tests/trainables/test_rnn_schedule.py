@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from trainables.rnn.config import RNNConfig
-from trainables.rnn.schedule import epoch_lr
+from tunelab.trainables.rnn.config import RNNConfig
+from tunelab.trainables.rnn.schedule import epoch_lr
 
 
 def test_step_is_zaremba_small():

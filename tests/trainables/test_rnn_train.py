@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-import trainables.rnn.train as rnn_train
-from trainables import REGISTRY, metrics
-from trainables._errors import ConfigError
-from trainables.rnn.config import RNNConfig
-from trainables.rnn.data import load_data
+import tunelab.trainables.rnn.train as rnn_train
+from tunelab.trainables import REGISTRY, metrics
+from tunelab.trainables._errors import ConfigError
+from tunelab.trainables.rnn.config import RNNConfig
+from tunelab.trainables.rnn.data import load_data
 from _ray_resume import straight_and_crashed
 
 pytestmark = pytest.mark.slow  # every test here trains
@@ -129,7 +129,7 @@ def test_config_errors_before_training(corpus):
 def tuned(ray_session, corpus, tmp_path_factory):
     """One Tuner, three trials: ``straight`` runs 4 epochs; ``crash`` raises right after its epoch-2
     report on its first attempt and Ray restores it from that checkpoint; ``diverge`` has a huge lr."""
-    return straight_and_crashed("trainables.rnn.train", TINY, corpus, tmp_path_factory.mktemp("rnn_ray"),
+    return straight_and_crashed("tunelab.trainables.rnn.train", TINY, corpus, tmp_path_factory.mktemp("rnn_ray"),
                                 crash_after=2, updates={"diverge": {"lr": 1e4, "clip": 0.0}})
 
 def test_resume_through_ray_tune_is_exact(tuned):

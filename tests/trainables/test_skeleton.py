@@ -10,45 +10,45 @@ import sys
 import pytest
 import torch
 
-from trainables import _report, metrics
-from trainables._skeleton import decay_groups, hits, make_optimizer
+from tunelab.trainables import _report, metrics
+from tunelab.trainables._skeleton import decay_groups, hits, make_optimizer
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
 def _rnn_case(data_dir, tmp_path):
-    from trainables.rnn.data import load_data
+    from tunelab.trainables.rnn.data import load_data
 
     config = dict(hidden_size=16, num_layers=1, train_fraction=0.01, eval_fraction=0.05, epochs=2, device="cpu")
-    return "trainables.rnn.train", "RNNModel", config, load_data({"corpus": "ptb", "dir": str(data_dir / "ptb")})
+    return "tunelab.trainables.rnn.train", "RNNModel", config, load_data({"corpus": "ptb", "dir": str(data_dir / "ptb")})
 
 
 def _gpt_case(data_dir, tmp_path):
-    from trainables.gpt import tokens
+    from tunelab.trainables.gpt import tokens
 
     text = (data_dir / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:20_000]
     (tmp_path / "slice.txt").write_text(text, encoding="utf-8")
     data = tokens.prepare(tmp_path / "slice.txt", tmp_path / "char", "char")
     config = dict(vocab_size=65, n_positions=16, n_layer=1, n_head=2, n_embd=16, batch_size=4,
                   flop_budget=None, max_steps=4, eval_interval=2, eval_iters=1, device="cpu")
-    return "trainables.gpt.train", "GPT", config, data
+    return "tunelab.trainables.gpt.train", "GPT", config, data
 
 
 def _vit_case(data_dir, tmp_path):
-    from trainables.vit.data import load_digits
+    from tunelab.trainables.vit.data import load_digits
 
     config = dict(image_size=8, channels=1, patch_size=4, n_layer=1, n_head=2, n_embd=16, epochs=2, device="cpu")
-    return "trainables.vit.train", "ViT", config, load_digits()
+    return "tunelab.trainables.vit.train", "ViT", config, load_digits()
 
 
 def _arith_gpt_case(data_dir, tmp_path):
     config = dict(p=5, d_model=16, num_layers=1, num_heads=2, steps=4, eval_every=2, device="cpu")
-    return "trainables.arith.train", "GPT", config, None
+    return "tunelab.trainables.arith.train", "GPT", config, None
 
 
 def _arith_lstm_case(data_dir, tmp_path):
     config = dict(model="lstm", p=5, d_model=16, num_layers=1, steps=4, eval_every=2, device="cpu")
-    return "trainables.arith.train", "RNNModel", config, None
+    return "tunelab.trainables.arith.train", "RNNModel", config, None
 
 
 # Each family: (module, the model class it builds, a tiny config, its data). New families add a case.
@@ -99,9 +99,16 @@ def test_weight_decay_groups_and_optimizers():
     assert sgd.param_groups[0]["momentum"] == 0.0 and momentum.param_groups[0]["momentum"] == 0.9
 
 
+def test_a_lab_s_own_metric_names_are_printed_after_tunelab_s(capsys):
+    table = _report._Table()
+    header, row = table.row({"val_mae": 0.25, metrics.EPOCH: 1, "grad_norm": 3}).splitlines()
+    assert header.split() == [metrics.EPOCH, "val_mae", "grad_norm"] and row.split() == ["1", "0.25", "3"]
+    assert table.row({"val_mae": 0.2, metrics.EPOCH: 2, "grad_norm": 3, "late": 7}).split()[-1] == "late=7"
+
+
 def test_report_prints_a_table_outside_ray(capsys):
     table = _report._Table()
-    first = table.row({metrics.EPOCH: 1, metrics.VAL_PPL: 123.456789, metrics.WALL_S: 2.5, "other": 1})
+    first = table.row({metrics.EPOCH: 1, metrics.VAL_PPL: 123.456789, metrics.WALL_S: 2.5})
     second = table.row({metrics.EPOCH: 2, metrics.VAL_PPL: math.inf, metrics.WALL_S: 5.0, metrics.TEST_PPL: 99.0,
                         metrics.FLOPS: 18_230_550_920})
     header, row = first.splitlines()
@@ -115,7 +122,7 @@ def test_report_and_load_state_need_no_ray():
     # A fresh interpreter where `import ray` fails: reporting prints, resuming finds nothing.
     code = (
         "import sys; sys.modules['ray'] = None\n"
-        "from trainables import _report\n"
+        "from tunelab.trainables import _report\n"
         "assert _report.load_state() is None\n"
         "_report.report({'epoch': 1, 'val_ppl': 2.0}, state={'x': 1})\n"
     )
@@ -140,10 +147,10 @@ def test_hits_are_argmax_hits_and_count_a_tied_maximum():
 FAULTS = """
 import dataclasses, resource, sys, torch
 torch.set_num_threads(1)
-from trainables import _skeleton
-from trainables.rnn.config import RNNConfig
-from trainables.rnn.data import load_data
-from trainables.rnn.train import run_epoch, setup
+from tunelab.trainables import _skeleton
+from tunelab.trainables.rnn.config import RNNConfig
+from tunelab.trainables.rnn.data import load_data
+from tunelab.trainables.rnn.train import run_epoch, setup
 if sys.argv[2] == "default":  # what a process gets when nothing calls retain_freed_memory
     _skeleton.retain_freed_memory = lambda: False
 full = load_data({"corpus": "ptb", "dir": sys.argv[1]})

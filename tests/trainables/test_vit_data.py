@@ -12,10 +12,10 @@ import tarfile
 import numpy as np
 import pytest
 
-from search.cli import main
-from trainables._errors import DataError
-from trainables.vit import data as vit_data
-from trainables.vit.data import load_data
+from tunelab.search.cli import main
+from tunelab.trainables._errors import DataError
+from tunelab.trainables.vit import data as vit_data
+from tunelab.trainables.vit.data import load_data
 
 PER_BATCH = 1_100  # 5 × 1,100 training images: 500 train, the last 5,000 validation
 CLASSES = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]

@@ -9,13 +9,13 @@ import sys
 import pytest
 import torch
 
-from trainables import REGISTRY
-from trainables._config import parse_config
-from trainables._errors import ConfigError
-from trainables.gpt.model import Block
-from trainables.vit.config import ViTConfig, check, param_count, params_nonembed, summary
-from trainables.vit.model import ViT
-from trainables.vit.schedule import step_lr
+from tunelab.trainables import REGISTRY
+from tunelab.trainables._config import parse_config
+from tunelab.trainables._errors import ConfigError
+from tunelab.trainables.gpt.model import Block
+from tunelab.trainables.vit.config import ViTConfig, check, param_count, params_nonembed, summary
+from tunelab.trainables.vit.model import ViT
+from tunelab.trainables.vit.schedule import step_lr
 
 # Seed report 001, Table 1: parameters by depth, pre- and post-norm alike.
 TABLE_1 = {2: 1_086_730, 4: 2_140_938, 6: 3_195_146}
@@ -115,5 +115,5 @@ def test_schedules_per_step():
 
 
 def test_config_imports_no_torch():
-    code = "import trainables.vit, sys; trainables.vit.param_count(trainables.vit.ViTConfig()); assert 'torch' not in sys.modules"
+    code = "import tunelab.trainables.vit as vit, sys; vit.param_count(vit.ViTConfig()); assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,10 +9,10 @@ import math
 import pytest
 import torch
 
-import trainables.vit.train as vit_train
-from trainables import REGISTRY, metrics
-from trainables._errors import ConfigError, DataError
-from trainables.vit.data import load_digits
+import tunelab.trainables.vit.train as vit_train
+from tunelab.trainables import REGISTRY, metrics
+from tunelab.trainables._errors import ConfigError, DataError
+from tunelab.trainables.vit.data import load_digits
 from _ray_resume import straight_and_crashed
 
 pytestmark = pytest.mark.slow  # every test here trains
@@ -118,7 +118,7 @@ def test_augmentation_crops_within_the_padding_and_flips():
 def test_cifar10_format_data_trains_with_crop_and_flip(monkeypatch, tmp_path):
     from test_vit_data import write_cifar
 
-    from trainables.vit.data import load_data
+    from tunelab.trainables.vit.data import load_data
 
     write_cifar(tmp_path / "cifar10")
     data = load_data({"corpus": "cifar10", "dir": str(tmp_path / "cifar10")})
@@ -138,7 +138,7 @@ def test_resume_in_process_is_exact(monkeypatch, digits):
 
 
 def test_resume_through_ray_tune_is_exact(ray_session, digits, tmp_path):
-    results = straight_and_crashed("trainables.vit.train", TINY, digits, tmp_path, crash_after=2)
+    results = straight_and_crashed("tunelab.trainables.vit.train", TINY, digits, tmp_path, crash_after=2)
     straight, resumed = results["straight"], results["crash"]
     for r in (straight, resumed):
         assert r.metrics[metrics.EPOCH] == 3 and r.metrics[metrics.FINISHED] == 1

@@ -5,8 +5,8 @@ equations, their split and batches; NumPy only) and train.py (the Ray Tune funct
 GPT and RNN families' models). Only the torch-free parts are re-exported here.
 """
 
-from trainables.arith.config import ATTENTION_ARTIFACT, ArithConfig, check, param_count, params_nonembed, summary
-from trainables.arith.data import ArithData, Vocabulary, batch_indices, make_data
+from tunelab.trainables.arith.config import ATTENTION_ARTIFACT, ArithConfig, check, param_count, params_nonembed, summary
+from tunelab.trainables.arith.data import ArithData, Vocabulary, batch_indices, make_data
 
 
 def load_data(data: object) -> None:

@@ -18,10 +18,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from trainables._config import config_dataclass, first_violation, window
-from trainables.flops import gpt_flops_per_token, rnn_flops_per_token
-from trainables.gpt import config as gpt_config
-from trainables.rnn import config as rnn_config_module
+from tunelab.trainables._config import config_dataclass, first_violation, window
+from tunelab.trainables.flops import gpt_flops_per_token, rnn_flops_per_token
+from tunelab.trainables.gpt import config as gpt_config
+from tunelab.trainables.rnn import config as rnn_config_module
 
 PosInt = Annotated[int, Field(gt=0)]
 PosFloat = Annotated[float, Field(gt=0)]

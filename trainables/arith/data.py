@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from trainables.arith.config import OPS, ArithConfig, sequence_length, split_sizes
+from tunelab.trainables.arith.config import OPS, ArithConfig, sequence_length, split_sizes
 
 # Seeds of the two random streams: np.random.default_rng([seed, stream, ...]).
 _SPLIT, _BATCHES = 0, 1

@@ -32,17 +32,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from trainables import _skeleton
-from trainables import metrics as M
-from trainables._config import parse_config
-from trainables._report import ARTIFACTS, load_state, report
-from trainables._skeleton import Interval, decay_groups, finite, hits, ppl
-from trainables.arith.config import (
+from tunelab.trainables import _skeleton
+from tunelab.trainables import metrics as M
+from tunelab.trainables._config import parse_config
+from tunelab.trainables._report import ARTIFACTS, load_state, report
+from tunelab.trainables._skeleton import Interval, decay_groups, finite, hits, ppl
+from tunelab.trainables.arith.config import (
     ATTENTION_ARTIFACT, ArithConfig, eval_steps, model_config, param_count, params_nonembed, rnn_config,
 )
-from trainables.arith.data import ArithData, Split, batch_indices, make_data
-from trainables.gpt.model import GPT
-from trainables.rnn.model import RNNModel
+from tunelab.trainables.arith.data import ArithData, Split, batch_indices, make_data
+from tunelab.trainables.gpt.model import GPT
+from tunelab.trainables.rnn.model import RNNModel
 
 EVAL_BATCH = 4096  # equations per forward pass when evaluating a split
 # The extrema seed 002 tracks: metric -> whether larger is better.

@@ -6,8 +6,8 @@ Ray Tune function trainable). Only the torch-free parts are re-exported here, so
 does not import torch.
 """
 
-from trainables.gpt.config import GPTConfig, ModelConfig, check, param_count, params_nonembed, summary
-from trainables.gpt.tokens import TokenData, load_data, load_tokenizer, prepare
+from tunelab.trainables.gpt.config import GPTConfig, ModelConfig, check, param_count, params_nonembed, summary
+from tunelab.trainables.gpt.tokens import TokenData, load_data, load_tokenizer, prepare
 
 __all__ = [
     "GPTConfig", "ModelConfig", "TokenData", "check", "load_data", "load_tokenizer", "param_count",

@@ -22,8 +22,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from trainables._config import config_dataclass, first_violation, window
-from trainables.flops import gpt_flops_per_token, gpt_mlp_width
+from tunelab.trainables._config import config_dataclass, first_violation, window
+from tunelab.trainables.flops import gpt_flops_per_token, gpt_mlp_width
 
 PosInt = Annotated[int, Field(gt=0)]
 PosFloat = Annotated[float, Field(gt=0)]

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from trainables.gpt.config import BlockConfig, ModelConfig
+from tunelab.trainables.gpt.config import BlockConfig, ModelConfig
 
 
 class CausalSelfAttention(nn.Module):

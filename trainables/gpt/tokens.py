@@ -33,7 +33,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from trainables._errors import DataError
+from tunelab.trainables._errors import DataError
 
 FORMAT = "tunelab-tokens/1"
 META = "meta.json"

@@ -33,16 +33,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainables import _skeleton
-from trainables import metrics as M
-from trainables._config import parse_config
-from trainables._errors import ConfigError, DataError
-from trainables._report import load_state, report
-from trainables._skeleton import Interval, clip_grad_norm, decay_groups, finite, hits, ppl, set_lr
-from trainables.gpt.config import GPTConfig, eval_steps, param_count, params_nonembed
-from trainables.gpt.model import GPT
-from trainables.gpt.schedule import lr_at
-from trainables.gpt.tokens import TokenData
+from tunelab.trainables import _skeleton
+from tunelab.trainables import metrics as M
+from tunelab.trainables._config import parse_config
+from tunelab.trainables._errors import ConfigError, DataError
+from tunelab.trainables._report import load_state, report
+from tunelab.trainables._skeleton import Interval, clip_grad_norm, decay_groups, finite, hits, ppl, set_lr
+from tunelab.trainables.gpt.config import GPTConfig, eval_steps, param_count, params_nonembed
+from tunelab.trainables.gpt.model import GPT
+from tunelab.trainables.gpt.schedule import lr_at
+from tunelab.trainables.gpt.tokens import TokenData
 
 
 def train(config: dict[str, Any], data: TokenData | None = None) -> None:

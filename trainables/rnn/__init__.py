@@ -6,9 +6,9 @@ rate; torch-free), data.py (finding, verifying and tokenising PTB; numpy only), 
 re-exported here, so importing the package does not import torch.
 """
 
-from trainables.rnn.config import RNNConfig, check, model_mb, param_count, params_nonembed
-from trainables.rnn.data import PTBData, batchify, load_data
-from trainables.rnn.schedule import epoch_lr
+from tunelab.trainables.rnn.config import RNNConfig, check, model_mb, param_count, params_nonembed
+from tunelab.trainables.rnn.data import PTBData, batchify, load_data
+from tunelab.trainables.rnn.schedule import epoch_lr
 
 __all__ = [
     "PTBData", "RNNConfig", "batchify", "check", "epoch_lr", "load_data", "model_mb", "param_count",

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from trainables._config import config_dataclass, first_violation, window
+from tunelab.trainables._config import config_dataclass, first_violation, window
 
 PosInt = Annotated[int, Field(gt=0)]
 PosFloat = Annotated[float, Field(gt=0)]

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from trainables import _data
-from trainables._errors import DataError
+from tunelab.trainables import _data
+from tunelab.trainables._errors import DataError
 
 SPLITS = ("train", "valid", "test")
 EOS = "<eos>"

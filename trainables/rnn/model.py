@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainables.rnn.config import RNNConfig
+from tunelab.trainables.rnn.config import RNNConfig
 
 # LSTM state is (h, c), GRU state is h; each [num_layers, batch, hidden].
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from trainables.rnn.config import RNNConfig
+from tunelab.trainables.rnn.config import RNNConfig
 
 
 def epoch_lr(cfg: RNNConfig, epoch: int, prev_lr: float | None = None, improved: bool = True) -> float:

@@ -32,17 +32,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainables import _skeleton
-from trainables import metrics as M
-from trainables._config import parse_config
-from trainables._errors import ConfigError
-from trainables._report import load_state, report
-from trainables._skeleton import Interval, clip_grad_norm, decay_groups, finite, hits, ppl, set_lr
-from trainables.flops import rnn_flops_per_token
-from trainables.rnn.config import RNNConfig, param_count, params_nonembed
-from trainables.rnn.data import PTBData, batchify, load_data
-from trainables.rnn.model import RNNModel, detach
-from trainables.rnn.schedule import epoch_lr
+from tunelab.trainables import _skeleton
+from tunelab.trainables import metrics as M
+from tunelab.trainables._config import parse_config
+from tunelab.trainables._errors import ConfigError
+from tunelab.trainables._report import load_state, report
+from tunelab.trainables._skeleton import Interval, clip_grad_norm, decay_groups, finite, hits, ppl, set_lr
+from tunelab.trainables.flops import rnn_flops_per_token
+from tunelab.trainables.rnn.config import RNNConfig, param_count, params_nonembed
+from tunelab.trainables.rnn.data import PTBData, batchify, load_data
+from tunelab.trainables.rnn.model import RNNModel, detach
+from tunelab.trainables.rnn.schedule import epoch_lr
 
 CHECK_EVERY = 100  # training steps between divergence checks (each costs a device sync)
 

@@ -6,7 +6,7 @@ learning rate) and train.py (the Ray Tune function trainable). Only the torch-fr
 re-exported here, so importing the package does not import torch.
 """
 
-from trainables.vit.config import ViTConfig, check, param_count, params_nonembed, summary
-from trainables.vit.data import ImageData, load_data
+from tunelab.trainables.vit.config import ViTConfig, check, param_count, params_nonembed, summary
+from tunelab.trainables.vit.data import ImageData, load_data
 
 __all__ = ["ImageData", "ViTConfig", "check", "load_data", "param_count", "params_nonembed", "summary"]

@@ -20,9 +20,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from trainables._config import config_dataclass, first_violation, window
-from trainables.flops import vit_flops_per_image
-from trainables.gpt.config import BlockConfig, block_param_count, layer_norm_param_count
+from tunelab.trainables._config import config_dataclass, first_violation, window
+from tunelab.trainables.flops import vit_flops_per_image
+from tunelab.trainables.gpt.config import BlockConfig, block_param_count, layer_norm_param_count
 
 PosInt = Annotated[int, Field(gt=0)]
 PosFloat = Annotated[float, Field(gt=0)]

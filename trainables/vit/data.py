@@ -41,8 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from trainables import _data
-from trainables._errors import DataError
+from tunelab.trainables import _data
+from tunelab.trainables._errors import DataError
 
 CORPORA = ("cifar10", "digits")
 DATA_KEYS = ("corpus", "dir")

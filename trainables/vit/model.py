@@ -17,8 +17,8 @@ import math
 import torch
 import torch.nn as nn
 
-from trainables.gpt.model import GPT, Block
-from trainables.vit.config import ViTConfig
+from tunelab.trainables.gpt.model import GPT, Block
+from tunelab.trainables.vit.config import ViTConfig
 
 
 class ViT(nn.Module):

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 
-from trainables.gpt.schedule import lr_at
-from trainables.vit.config import ViTConfig
+from tunelab.trainables.gpt.schedule import lr_at
+from tunelab.trainables.vit.config import ViTConfig
 
 
 def step_lr(cfg: ViTConfig, t: int, steps_per_epoch: int) -> float:

@@ -29,16 +29,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from trainables import _skeleton
-from trainables import metrics as M
-from trainables._config import parse_config
-from trainables._errors import ConfigError, DataError
-from trainables._report import load_state, report
-from trainables._skeleton import Interval, decay_groups, finite, hits, set_lr
-from trainables.vit.config import ViTConfig, param_count, params_nonembed
-from trainables.vit.data import ImageData
-from trainables.vit.model import ViT
-from trainables.vit.schedule import step_lr
+from tunelab.trainables import _skeleton
+from tunelab.trainables import metrics as M
+from tunelab.trainables._config import parse_config
+from tunelab.trainables._errors import ConfigError, DataError
+from tunelab.trainables._report import load_state, report
+from tunelab.trainables._skeleton import Interval, decay_groups, finite, hits, set_lr
+from tunelab.trainables.vit.config import ViTConfig, param_count, params_nonembed
+from tunelab.trainables.vit.data import ImageData
+from tunelab.trainables.vit.model import ViT
+from tunelab.trainables.vit.schedule import step_lr
 
 _EPOCH_SEED = 1_000_003  # (seed, epoch) -> the epoch's generator seed
 
