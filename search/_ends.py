@@ -68,19 +68,24 @@ class ObjectiveCheck(Stopper):
         self.problem: str | None = None
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        keys = reported_keys(result)
-        if self.problem is not None:
-            return True
-        if not keys:  # a trial that returned without ever reporting: nothing to check
-            return False
-        for name, what in ((self.metric, "the search's metric"), (self.time_attr, "scheduler.time_attr")):
-            value = result.get(name) if name else 0.0
-            if name and not (isinstance(value, (int, float)) and not isinstance(value, bool)):
-                got = "no" if name not in result else f"a non-numeric {value!r} as"
-                self.problem = (f"the trainable reported {got} {name!r} ({what}); it reported: "
-                                f"{', '.join(keys)}")
-                return True
-        return False
+        if self.problem is None:
+            self.problem = self._lacking(result)
+        return self.problem is not None
+
+    def _lacking(self, result: dict) -> str | None:
+        """What ``result`` lacks, in a line; None when it has what the search needs (or is Ray's
+        result of a trial that returned without ever reporting)."""
+        needed = ((self.metric, "the search's metric"), (self.time_attr, "scheduler.time_attr"))
+        for name, what in needed:
+            value = result.get(name) if name else None
+            if name is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+                continue
+            keys = reported_keys(result)  # only on this path: every result comes through here
+            if not keys:
+                return None
+            got = "no" if name not in result else f"a non-numeric {value!r} as"
+            return f"the trainable reported {got} {name!r} ({what}); it reported: {', '.join(keys)}"
+        return None
 
     def stop_all(self) -> bool:
         return self.problem is not None

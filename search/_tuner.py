@@ -177,10 +177,10 @@ def _run_config(search: spaces.Search, exp_dir: Path, exp_id: str, parent: str, 
     tracker = _tracking.MLflowTracker(search.tracking_uri, exp_id, parent, sampled_keys=sampled,
                                       pending_file=exp_dir / PENDING_FILE, metric=spec.metric, mode=spec.mode,
                                       time_attr=spec.scheduler.time_attr, inputs=inputs)
+    max_t = _max_t(spec)
     # The marker first: the others read how a trial ended from the result it marks.
-    callbacks = [EndMarker(spec.scheduler.time_attr, _max_t(spec)), tracker]
+    callbacks = [EndMarker(spec.scheduler.time_attr, max_t), tracker]
     if not verbose:  # the tracker before the view: it names a trial (t003) before the view shows it
-        max_t = _max_t(spec)
         header = (f"{spec.name}: {spec.budget.trials} trials, {spec.budget.max_concurrent} at a time; "
                   f"Ray's output: {exp_dir / _console.RAY_LOG}")
         callbacks.append(_console.LiveConsole(spec.metric, spec.mode, sampled, spec.budget.trials,
