@@ -158,10 +158,11 @@ def status_counts(runs: pa.Table) -> pd.DataFrame:
     seen = pd.Series(runs.column("status").to_pylist(), dtype="object").value_counts()
     infeasible = search_info(runs)["parent_metrics"].get(f"n_{metrics.INFEASIBLE}", 0)
     rows = []
-    for status in metrics.STATUSES:
+    ended = [s for s in metrics.STATUSES if s != metrics.INTERRUPTED]  # interrupted: only when there are some
+    for status in ended:
         count = int(infeasible) if status == metrics.INFEASIBLE else int(seen.get(status, 0))
         rows.append({"status": status, "count": count})
-    other = sorted(set(seen.index) - set(metrics.STATUSES), key=str)  # e.g. "running" of a live search
+    other = sorted(set(seen.index) - set(ended), key=str)  # "interrupted", or "running" of a live search
     rows += [{"status": str(s), "count": int(seen[s])} for s in other]
     return pd.DataFrame(rows)
 

@@ -12,6 +12,7 @@ _EXPORTS = {
     "FlopBudgetStopper": "tunelab.search._budget", "InfeasibleSpaceError": "tunelab.search._searcher",
     "MLflowTracker": "tunelab.search._tracking", "OptunaSearcher": "tunelab.search._searcher", "Outcome": "tunelab.search._summary",
     "SearchExistsError": "tunelab.search._run", "TrackingError": "tunelab.search._tracking", "load_study": "tunelab.search._paths",
+    "SearchFailed": "tunelab.search._errors", "SearchRunningError": "tunelab.search._errors",
     "resume": "tunelab.search._resume", "run": "tunelab.search._run", "sync": "tunelab.search._resume",
 }
 

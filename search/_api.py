@@ -31,7 +31,9 @@ def run_search(search: str | os.PathLike | Mapping[str, Any], *, trainable: Call
 
     Returns:
         The search's ``Outcome``: ``name``, ``best_config``, ``best_value``, ``trials`` (one
-        ``TrialSummary`` each: name, status, params, best), ``experiment_dir``, ``tracking_uri``.
+        ``TrialSummary`` each: name, status, params, best), ``experiment_dir``, ``tracking_uri``, and
+        ``state``: FINISHED (it ran its budget), INTERRUPTED (Ctrl-C, SIGTERM or a full disk ended it
+        first, ``reason`` says which; ``tunelab.search.resume`` goes on) or FAILED.
 
     Raises:
         tunelab.spaces.SpecError: bad input (one line naming the field); nothing is started.

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from tunelab.search import _tracking
-from tunelab.search._paths import STATE_FILE
+from tunelab.search._paths import STATE_FILE, is_running
 from tunelab.trainables import metrics
 
 
@@ -23,8 +23,18 @@ def list_searches(storage: Path) -> list[dict]:
             counts[status] = counts.get(status, 0) + 1
         counts[metrics.INFEASIBLE] = int(parent.data.metrics.get(f"n_{metrics.INFEASIBLE}", 0))
         best = {k: v for k, v in parent.data.metrics.items() if k.startswith("best_")}
-        rows.append({"name": state["name"], "state": parent.info.status, "counts": counts, "best": best})
+        rows.append({"name": state["name"], "state": search_state(parent, state_path.parent), "counts": counts,
+                     "best": best})
     return rows
+
+
+def search_state(parent, exp_dir: Path) -> str:
+    """RUNNING, FINISHED, INTERRUPTED or FAILED (``metrics.STATE_TAG``). A parent run left RUNNING by a
+    driver that was killed (SIGKILL, a lost machine) is INTERRUPTED: no process holds its folder."""
+    if parent.info.status == "RUNNING":
+        return metrics.RUNNING if is_running(exp_dir) else metrics.INTERRUPTED_STATE
+    by_status = {"FINISHED": metrics.FINISHED_STATE, "KILLED": metrics.INTERRUPTED_STATE, "FAILED": metrics.FAILED}
+    return parent.data.tags.get(metrics.STATE_TAG) or by_status.get(parent.info.status, parent.info.status)
 
 
 def format_table(rows: list[dict]) -> str:

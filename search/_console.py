@@ -38,11 +38,17 @@ _QUIET_LOGGERS = ("optuna", "mlflow", "ray")
 class RayLog:
     """Where Ray's output goes while a search runs: kept in memory until the search's folder exists
     (``open``), then appended to ``ray.log`` there. If the search stops before that (bad input), what
-    was kept is printed on the console after all."""
+    was kept is printed on the console after all.
+
+    Writing it never raises: Ray writes here from inside its own error handling, where an exception
+    (the disk is full) would replace the error being handled with a traceback of its own. A write
+    that fails is dropped, and the first failure is kept in ``error``.
+    """
 
     def __init__(self) -> None:
         self._kept: list[str] = []
         self._file: TextIO | None = None
+        self.error: OSError | None = None
 
     def open(self, path: Path) -> None:
         """Append from now on to ``path`` (what was kept first)."""
@@ -54,12 +60,18 @@ class RayLog:
         if self._file is None:
             self._kept.append(text)
         else:
-            self._file.write(text)
+            try:
+                self._file.write(text)
+            except OSError as exc:
+                self.error = self.error or exc
         return len(text)
 
     def flush(self) -> None:
         if self._file is not None:
-            self._file.flush()
+            try:
+                self._file.flush()
+            except OSError as exc:
+                self.error = self.error or exc
 
     def isatty(self) -> bool:
         return False
@@ -71,7 +83,10 @@ class RayLog:
 
     def close(self, console: TextIO) -> None:
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError as exc:
+                self.error = self.error or exc
         elif self._kept:
             console.write("".join(self._kept))
 
@@ -153,9 +168,11 @@ class LiveConsole(Callback):
         self._start = time.monotonic()
         self._console = None
         self._live = None
+        self._counted = False  # the trials that ended before a resume are counted (``on_step_begin``)
 
     def __getstate__(self) -> dict:  # Ray pickles callbacks into the experiment folder
-        return {**self.__dict__, "out": None, "_console": None, "_live": None, "_running": {}}
+        return {**self.__dict__, "out": None, "_console": None, "_live": None, "_running": {}, "_counted": False,
+                "_ended": 0, "_best": None}
 
     # --- Tune's hooks: bookkeeping only; rich draws on its own thread -------------------------
 
@@ -172,6 +189,19 @@ class LiveConsole(Callback):
             self._live = Live(_Running(self), console=self._console, refresh_per_second=2, transient=True,
                               redirect_stdout=False, redirect_stderr=False)
             self._live.start()
+
+    def on_step_begin(self, iteration, trials, **info) -> None:
+        """At the first step, count the trials that ended before (a resumed search goes on from there)."""
+        if self._counted:
+            return
+        self._counted = True
+        for trial in trials:
+            if trial.status in ("TERMINATED", "ERROR"):
+                self._ended += 1
+                best = trial.metric_analysis.get(self.metric, {}).get(self.mode)
+                if isinstance(best, (int, float)) and math.isfinite(best) and (
+                        self._best is None or self._better(best, self._best)):
+                    self._best = float(best)
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         sampled = " ".join(f"{k}={_short(trial.config[k])}" for k in self.sampled_keys if k in trial.config)

@@ -4,23 +4,80 @@
   sync, list and report it;
 - ``search.yaml``: the resolved search file, as run;
 - ``optuna_journal.log``: the Optuna study (journal storage);
-- ``mlflow_pending.json``: present while MLflow lacks records of some trials.
+- ``mlflow_pending.json``: present while MLflow lacks records of some trials;
+- ``.tunelab.lock``: locked (``flock``) by the one process that runs, resumes or syncs the search
+  (``claim``); the kernel lets go of it when that process ends, however it ends;
+- ``.tunelab.reserve``: 8 MB kept free for the search's last save while it runs, given back if the
+  disk fills.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 
 from tunelab import spaces
+from tunelab.search._errors import SearchRunningError
 from tunelab.search._searcher import open_storage
 
 STATE_FILE = "tunelab.json"
 SEARCH_FILE = "search.yaml"
 STUDY_FILE = "optuna_journal.log"
 PENDING_FILE = "mlflow_pending.json"
+LOCK_FILE = ".tunelab.lock"
+RESERVE_FILE = ".tunelab.reserve"  # room kept for the search's last save while it runs (``_ends.Interruption``)
+
+
+@contextlib.contextmanager
+def claim(exp_dir: Path, name: str) -> Iterator[None]:
+    """Hold the search's folder for this process: of two processes that claim one name at once, one
+    gets it and the other ``SearchRunningError`` before it has written anything.
+
+    A search that stops with an exception before it recorded itself (``STATE_FILE``: bad input, a
+    tracking server that cannot be used) leaves no folder behind: the ones made here are removed.
+    """
+    made = [d for d in (exp_dir, *exp_dir.parents) if not d.exists()]
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(exp_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SearchRunningError(f"the search {name!r} in {exp_dir.parent} is already running in another "
+                                 "process; wait for it to end, or stop it") from None
+    try:
+        yield
+    except BaseException:
+        if made and not (exp_dir / STATE_FILE).exists():
+            shutil.rmtree(exp_dir, ignore_errors=True)
+            for d in made[1:]:
+                with contextlib.suppress(OSError):
+                    d.rmdir()  # only if nothing else was written there
+        raise
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def is_running(exp_dir: Path) -> bool:
+    """Whether a process holds the search's folder now (``claim``)."""
+    try:
+        fd = os.open(exp_dir / LOCK_FILE, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def experiment_dir(search: spaces.Search) -> Path:

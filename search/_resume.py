@@ -9,8 +9,8 @@ from ray import tune
 
 from tunelab import spaces
 from tunelab.search import _console, _replay, _tracking, _tuner
-from tunelab.search._paths import SEARCH_FILE, STATE_FILE, read_state
-from tunelab.search._summary import Outcome, close_parent, finish, is_closed, summarize
+from tunelab.search._paths import SEARCH_FILE, STATE_FILE, claim, read_state
+from tunelab.search._summary import Outcome, close_parent, is_closed, reopen_interrupted, summarize
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +24,20 @@ def resume(name: str, storage: str | Path = "runs", *, address: str | None = Non
         storage: the results root it was run with.
         address: Ray cluster address; None starts a local Ray.
         verbose: Ray's own output on the console (else in the search folder's ``ray.log``).
+
+    Raises:
+        spaces.SpecError: no such search, or MLflow cannot be used.
+        SearchRunningError: another process runs it now.
     """
     state = read_state(Path(storage), name)
     exp_dir = Path(storage).expanduser().resolve() / name
+    with claim(exp_dir, name):
+        return _resume(state, exp_dir, address, verbose)
+
+
+def _resume(state: dict, exp_dir: Path, address: str | None, verbose: bool) -> Outcome:
+    from tunelab.search._run import fit_and_finish
+
     search = spaces.load(exp_dir / SEARCH_FILE)
     data = _tuner.load_data(search)
     try:  # fails early if tracking is unreachable or refuses the login
@@ -34,8 +45,13 @@ def resume(name: str, storage: str | Path = "runs", *, address: str | None = Non
         _tracking.get_run(client, state["parent_run_id"])
     except _tracking.TrackingError as exc:
         raise spaces.SpecError(str(exp_dir / STATE_FILE), "tracking_uri", str(exc)) from None
-    client.update_run(state["parent_run_id"], status="RUNNING")
-    known = {t.trial_id for t in tune.ExperimentAnalysis(str(exp_dir)).trials}
+    try:
+        known = {t.trial_id for t in tune.ExperimentAnalysis(str(exp_dir)).trials}
+    except ValueError as exc:  # stopped before Ray saved anything, or what it saved was cut short
+        raise spaces.SpecError(str(exp_dir), "name", f"cannot resume {exp_dir.name!r}: Ray's saved state of it is "
+                               f"missing or unreadable ({_tracking.first_line(exc)}); run it again under another "
+                               "--name") from None
+    reopen_interrupted(client, state["experiment_id"], state["parent_run_id"])
     lost = _tracking.end_lost_runs(client, state["experiment_id"], state["parent_run_id"], known)
     if lost:
         log.warning("trials %s started after Ray's last snapshot and cannot be resumed; their runs are ended "
@@ -45,10 +61,7 @@ def resume(name: str, storage: str | Path = "runs", *, address: str | None = Non
             ray_log.open(exp_dir / _console.RAY_LOG)
         started = _tuner.init_ray(address)
         tuner = _tuner.restored_tuner(search, data, exp_dir)
-        outcome = finish(_tuner.fit(tuner), search, exp_dir, client, state["parent_run_id"])
-        if started:  # the trials' last lines, which Ray flushes when it stops, go to ray.log
-            _tuner.shutdown_ray()
-        return outcome
+        return fit_and_finish(tuner, search, exp_dir, client, state["parent_run_id"], stop_ray=started)
 
 
 def sync(name: str, storage: str | Path = "runs") -> Outcome:
@@ -64,6 +77,11 @@ def sync(name: str, storage: str | Path = "runs") -> Outcome:
     root = Path(storage).expanduser().resolve()
     state = read_state(root, name)
     exp_dir = root / name
+    with claim(exp_dir, name):
+        return _sync(state, exp_dir)
+
+
+def _sync(state: dict, exp_dir: Path) -> Outcome:
     search = spaces.load(exp_dir / SEARCH_FILE)
     uri, parent = state["tracking_uri"], state["parent_run_id"]
     client = _tracking.client_for(uri)
@@ -73,7 +91,8 @@ def sync(name: str, storage: str | Path = "runs") -> Outcome:
         raise spaces.SpecError(str(exp_dir / STATE_FILE), "tracking_uri",
                                f"cannot use MLflow at {uri}: {str(exc).splitlines()[0]}") from None
     analysis = _replay.replay(exp_dir, search, state["experiment_id"], parent)
-    outcome, infeasible = summarize(tune.ResultGrid(analysis), search, exp_dir, parent)
+    unfinished = {Path(t.path).name: t.trial_id for t in analysis.trials if t.status not in ("TERMINATED", "ERROR")}
+    outcome, infeasible = summarize(tune.ResultGrid(analysis), search, exp_dir, parent, unfinished)
     if not is_closed(parent_run) and all(t.status in ("TERMINATED", "ERROR") for t in analysis.trials):
         close_parent(client, parent, outcome, infeasible)
     return outcome

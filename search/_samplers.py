@@ -17,15 +17,22 @@ class GridSampler(optuna.samplers.GridSampler):
         pass
 
 
-def make_sampler(search: Search) -> optuna.samplers.BaseSampler:
+def make_sampler(search: Search, restart: int = 0) -> optuna.samplers.BaseSampler:
     """Build the named Optuna sampler.
 
     TPE gets ``multivariate`` and ``constant_liar`` as the file says (constant liar keeps concurrent
     trials from being proposed on top of each other), and ``group`` when the space is conditional so
     each subspace gets its own model.
+
+    Args:
+        restart: 0 for a new search; after ``tunelab resume``, the number of trials the study holds.
+            A sampler keeps its random generator in memory only, so one rebuilt with the file's seed
+            would propose the search's first configs again: it gets the seed ``seed + restart``
+            instead, a stream not drawn from yet. QMC keeps its seed: its position in the sequence is
+            in the study, and the sequence goes on from there.
     """
     s = search.spec.sampler
-    seed = s.seed
+    seed = s.seed if s.seed is None or s.name == "qmc" else s.seed + restart
     if s.name == "tpe":
         kwargs = {} if s.n_startup_trials is None else {"n_startup_trials": s.n_startup_trials}
         return optuna.samplers.TPESampler(

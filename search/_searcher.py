@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 STATUS_ATTR = "tunelab_status"
 RAY_TRIAL_ATTR = "ray_trial_id"
 REASON_ATTR = "infeasible_reason"
+POINT_ATTR = "tunelab_point"  # the index of the warm-start point a trial was asked for
+GRID_ATTR = "tunelab_grid"  # the index of the grid point a trial was asked for
+# On the study: why the searcher stopped proposing before the budget (the space ran out of feasible configs).
+EXHAUSTED_ATTR = "tunelab_exhausted"
 # Consecutive infeasible suggestions after which the space is declared unusable.
 MAX_INFEASIBLE_IN_A_ROW = 200
 
@@ -112,8 +116,40 @@ def end_stopped(study: optuna.Study, ended: Mapping[str, tuple[Mapping[str, Any]
     return told
 
 
+def _ray_trials(exp_dir: Path) -> set[str] | None:
+    """The ids of the trials Ray saved in experiment folder ``exp_dir`` (None: none readable there)."""
+    from ray import tune
+
+    try:
+        return {t.trial_id for t in tune.ExperimentAnalysis(str(exp_dir)).trials}
+    except (ValueError, OSError):
+        return None
+
+
 class InfeasibleSpaceError(RuntimeError):
     """The sampler keeps proposing configs the trainable rejects."""
+
+
+def first_feasible(space: Callable[[optuna.Trial], dict[str, Any]], base_config: Mapping[str, Any],
+                   check: Callable[[dict[str, Any]], str | None], draws: int = MAX_INFEASIBLE_IN_A_ROW,
+                   seed: int = 0) -> str | None:
+    """Whether a space holds any feasible config, known before launching: None as soon as one of
+    ``draws`` configs drawn at random passes ``check``, else the reason the first was rejected."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory" on the console
+    try:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    first = None
+    for _ in range(draws):
+        trial = study.ask()
+        reason = check({**base_config, **space(trial)})
+        if reason is None:
+            return None
+        first = first or reason
+        study.tell(trial, state=TrialState.FAIL)
+    return first
 
 
 class OptunaSearcher(Searcher):
@@ -121,7 +157,9 @@ class OptunaSearcher(Searcher):
 
     Args:
         space: define-by-run function ``optuna.Trial -> params``.
-        make_sampler: builds the Optuna sampler (called again after a restore).
+        make_sampler: ``restart -> sampler``: builds the Optuna sampler; called again after a restore
+            with ``restart`` the number of trials in the study, so that a sampler whose state is its
+            random generator's does not propose the configs it proposed before the restore again.
         storage: where the study lives: a journal file's path, or an Optuna storage URL.
         study_name: the study's name in that storage.
         metric, mode: what is optimised.
@@ -130,6 +168,10 @@ class OptunaSearcher(Searcher):
         grid_points: parameter combinations tried in turn, one per trial (``grid`` parameters).
         points_to_evaluate: configs enqueued first (warm start).
         max_infeasible: consecutive infeasible suggestions after which the space is declared unusable.
+        max_concurrent: at most this many trials running at once (0: no limit). The limit is the
+            searcher's own, not Ray's ``ConcurrencyLimiter``: after a restore, the trials it counts as
+            running are checked against Ray's saved trials (``_reconcile``), which a wrapper's saved
+            count is not, and a count that disagrees with Ray would stop the search for good.
     """
 
     def __init__(
@@ -145,6 +187,7 @@ class OptunaSearcher(Searcher):
         grid_points: list[dict[str, Any]] = (),
         points_to_evaluate: list[dict[str, Any]] = (),
         max_infeasible: int = MAX_INFEASIBLE_IN_A_ROW,
+        max_concurrent: int = 0,
     ):
         super().__init__(metric=metric, mode=mode)
         self._space = space
@@ -156,7 +199,9 @@ class OptunaSearcher(Searcher):
         self._grid = list(grid_points)
         self._grid_next = 0
         self._points = list(points_to_evaluate)
+        self._point_next = 0
         self._max_infeasible = max_infeasible
+        self._max_concurrent = max_concurrent
         self._trials: dict[str, int] = {}  # Ray trial id -> Optuna trial number
         self._handles: dict[str, optuna.Trial] = {}  # Ray trial id -> the handle ask() gave (not pickled)
         self._reported: dict[str, int] = {}  # Ray trial id -> last reported step
@@ -169,7 +214,7 @@ class OptunaSearcher(Searcher):
             direction = "minimize" if self.mode == "min" else "maximize"
             self._study = optuna.create_study(
                 storage=open_storage(self._storage), study_name=self._study_name, direction=direction,
-                sampler=self._make_sampler(), load_if_exists=True,
+                sampler=self._make_sampler(0), load_if_exists=True,
             )
         return self._study
 
@@ -182,19 +227,26 @@ class OptunaSearcher(Searcher):
         return True  # metric and mode come from the search file; the space is ours
 
     # --- suggest -------------------------------------------------------------------------------
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        """A feasible config for Ray trial ``trial_id``; ``Searcher.FINISHED`` (the search ends when its
+        running trials have, and the study's ``EXHAUSTED_ATTR`` says why) when ``max_infeasible``
+        suggestions in a row were infeasible; None while ``max_concurrent`` trials run."""
+        if self._max_concurrent and len(self._trials) >= self._max_concurrent:
+            return None
         for _ in range(self._max_infeasible):
-            self._enqueue_next()
+            attrs = self._enqueue_next()
             trial = self.study.ask()
+            for key, value in attrs.items():
+                trial.set_user_attr(key, value)
             params = self._space(trial)
             reason = self._check({**self._base, **params})
+            if POINT_ATTR in attrs:
+                self._point_next += 1  # a known point is tried once, feasible or not
             if reason is None:
                 trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
                 self._trials[trial_id] = trial.number
                 self._handles[trial_id] = trial
-                if self._points:
-                    self._points.pop(0)
-                elif self._grid:
+                if GRID_ATTR in attrs:
                     self._grid_next += 1
                 return params
             log.info("infeasible config %s: %s", params, reason)
@@ -202,20 +254,23 @@ class OptunaSearcher(Searcher):
             trial.set_user_attr(REASON_ATTR, reason)
             trial.set_constraint("feasible", 1.0)
             self.study.tell(trial, state=TrialState.PRUNED)
-            if self._points:
-                self._points.pop(0)  # a known point that is infeasible is not retried
-        raise InfeasibleSpaceError(
-            f"{self._max_infeasible} suggestions in a row were infeasible; loosen the space or constraints"
-        )
+        self.study.set_user_attr(EXHAUSTED_ATTR, (
+            f"the sampler proposed {self._max_infeasible} infeasible configs in a row (the last: {reason}); "
+            "the search ended without the rest of its budget: loosen the space or its constraints"))
+        return Searcher.FINISHED
 
-    def _enqueue_next(self) -> None:
-        if self._points:
-            point = dict(self._points[0])
+    def _enqueue_next(self) -> dict[str, int]:
+        """Enqueue the next warm-start or grid point, if any; returns the user attrs that say which."""
+        if self._point_next < len(self._points):
+            point = dict(self._points[self._point_next])
             if self._grid:
                 point = {**self._grid[self._grid_next % len(self._grid)], **point}
             self.study.enqueue_trial(point, skip_if_exists=False)
-        elif self._grid:
+            return {POINT_ATTR: self._point_next}
+        if self._grid:
             self.study.enqueue_trial(self._grid[self._grid_next % len(self._grid)], skip_if_exists=False)
+            return {GRID_ATTR: self._grid_next}
+        return {}
 
     # --- results -------------------------------------------------------------------------------
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -262,18 +317,31 @@ class OptunaSearcher(Searcher):
             self.__dict__.update(cloudpickle.load(f))
         self._study = None
         self._handles = {}
-        self._reconcile()
+        study = self.study
+        study.sampler = self._make_sampler(len(study.get_trials(deepcopy=False)))
+        self._reconcile(_ray_trials(Path(checkpoint_path).parent))
 
-    def _reconcile(self) -> None:
+    def _reconcile(self, ray_trials: set[str] | None = None) -> None:
         """Make this snapshot of the searcher agree with the study, which was written after it.
 
         Ray saves the searcher and the experiment state every few seconds, the study at every tell. A
         driver killed in between leaves two kinds of mismatch: a trial asked whose Ray trial was never
         recorded stays RUNNING in the study (it is ended as FAIL); a trial told finished that Ray's
         snapshot still holds as running is resumed by Ray, and its outcome is already in the study (it
-        is forgotten here, so it is not told twice).
+        is forgotten here, so it is not told twice). Trials asked after the snapshot also moved the
+        warm-start and grid points on: the next ones are taken from the study, so none is asked twice.
+        A trial this snapshot holds as running that Ray's saved trials (``ray_trials``, when known) do
+        not hold is lost: Ray will not run it again, so it is ended as FAIL.
         """
         trials = {t.number: t for t in self.study.get_trials(deepcopy=False)}
+        if ray_trials is not None:
+            for ray_id in [r for r in self._trials if r not in ray_trials]:
+                self._reported.pop(ray_id, None)
+                del self._trials[ray_id]
+        for attr, field in ((POINT_ATTR, "_point_next"), (GRID_ATTR, "_grid_next")):
+            done = [t.user_attrs[attr] + 1 for t in trials.values() if attr in t.user_attrs
+                    and (attr == POINT_ATTR or RAY_TRIAL_ATTR in t.user_attrs)]
+            setattr(self, field, max([getattr(self, field), *done]))
         for ray_id, number in list(self._trials.items()):
             if number in trials and trials[number].state.is_finished():
                 del self._trials[ray_id]

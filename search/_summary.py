@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,17 @@ from ray import tune
 
 from tunelab import spaces
 from tunelab.search import _replay, _tracking
+from tunelab.search._ends import Interruption
 from tunelab.search._paths import PENDING_FILE, load_study
 from tunelab.search._searcher import REASON_ATTR, STATUS_ATTR
 from tunelab.trainables import metrics
 
 log = logging.getLogger(__name__)
+
+STATE_REASON_TAG = "tunelab.state_reason"  # on the parent: why it is INTERRUPTED or FAILED, in a line
+# MLflow's status of the parent run for each state of the search: KILLED is MLflow's word for a run a
+# user stopped, which an interrupted search is.
+_PARENT_STATUS = {metrics.FINISHED_STATE: "FINISHED", metrics.INTERRUPTED_STATE: "KILLED", metrics.FAILED: "FAILED"}
 
 
 @dataclasses.dataclass
@@ -51,6 +58,9 @@ class Outcome:
     best: TrialSummary | None
     tracking_pending: bool = False  # MLflow was unreachable at the end: `tunelab sync` completes it
     about: str = ""  # what was searched, how (``describe``)
+    state: str = metrics.FINISHED_STATE  # FINISHED, INTERRUPTED (resumable) or FAILED
+    reason: str | None = None  # why it is not FINISHED, in a line ("SIGINT", "the disk is full: ...")
+    fault: bool = False  # INTERRUPTED by a fault of the machine (a full disk), not by a signal
 
     @property
     def best_config(self) -> dict[str, Any] | None:
@@ -112,6 +122,8 @@ class Outcome:
         """The parent run's description (Markdown): what was searched, the outcome, the top trials."""
         counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in self.counts().items() if v)
         lines = [self.about, "", f"**Outcome**: {len(self.trials)} trials ({counts})."]
+        if self.state != metrics.FINISHED_STATE:
+            lines[-1] = f"**{self.state}** ({self.reason}). " + lines[-1]
         link = f"#/experiments/{experiment_id}/runs/"
         if self.best is not None:
             b = self.best
@@ -142,12 +154,32 @@ def describe(search: spaces.Search) -> str:
             f"Sampler {spec.sampler.name.upper()}, scheduler {how}. Budget: {'; '.join(budget)}.")
 
 
-def finish(grid: tune.ResultGrid, search: spaces.Search, exp_dir: Path, client, parent: str) -> Outcome:
+def finish(grid: tune.ResultGrid | None, search: spaces.Search, exp_dir: Path, client, parent: str,
+           interruption: Interruption | None = None, failure: str | None = None) -> Outcome:
     """Close a search after ``Tuner.fit``: the trials a stopper ended, MLflow's missing records, the
     parent's summary. With the tracking server down, the results stay safe in the folder and the
-    outcome says that ``tunelab sync`` completes them."""
+    outcome says that ``tunelab sync`` completes them.
+
+    Args:
+        grid: what ``fit`` returned; None when it raised (what Ray last saved in the folder is read).
+        interruption: set when a signal or a fault ended the search before its budget: the trials
+            Ray's last snapshot holds as running or pending are ``interrupted``, and the search
+            INTERRUPTED (resumable).
+        failure: why the search could not go on (FAILED), in a line.
+    """
     stopped = _replay.end_stopped(exp_dir, search)
-    outcome, infeasible = summarize(grid, search, exp_dir, parent)
+    interrupted = interruption is not None and interruption.cut
+    snapshot = _snapshot(exp_dir) if interrupted or grid is None else None
+    if grid is None:
+        grid = [] if snapshot is None else tune.ResultGrid(snapshot)
+    unfinished = {Path(t.path).name: t.trial_id for t in (snapshot.trials if snapshot and interrupted else [])
+                  if t.status not in ("TERMINATED", "ERROR")}
+    outcome, infeasible = summarize(grid, search, exp_dir, parent, unfinished)
+    if failure is not None:
+        outcome.state, outcome.reason = metrics.FAILED, failure
+    elif interrupted:
+        outcome.state, outcome.reason = metrics.INTERRUPTED_STATE, interruption.reason
+        outcome.fault = interruption.fault is not None
     try:
         exp_id = client.get_run(parent).info.experiment_id
         if stopped or (exp_dir / PENDING_FILE).exists():  # runs left open, or the server was down a while
@@ -162,8 +194,23 @@ def finish(grid: tune.ResultGrid, search: spaces.Search, exp_dir: Path, client, 
     return outcome
 
 
-def summarize(grid, search: spaces.Search, exp_dir: Path, parent: str) -> tuple[Outcome, list]:
-    """The search's ``Outcome`` from Ray's results, and the study's infeasible trials."""
+def _snapshot(exp_dir: Path) -> tune.ExperimentAnalysis | None:
+    """What Ray last saved of the experiment (None: the search stopped before Ray's first save)."""
+    try:
+        return tune.ExperimentAnalysis(str(exp_dir))
+    except (ValueError, FileNotFoundError, OSError):
+        return None
+
+
+def summarize(grid, search: spaces.Search, exp_dir: Path, parent: str,
+              interrupted: dict[str, str] | None = None) -> tuple[Outcome, list]:
+    """The search's ``Outcome`` from Ray's results, and the study's infeasible trials.
+
+    Args:
+        interrupted: the trials an interruption caught, by the name of their folder (a trial that
+            never reported has no id in its result): ``interrupted``, whatever their last report says.
+    """
+    interrupted = interrupted or {}
     spec = search.spec
     trials = []
     for result in grid:
@@ -174,10 +221,12 @@ def summarize(grid, search: spaces.Search, exp_dir: Path, parent: str) -> tuple[
             col = df[spec.metric].dropna()
             if len(col):
                 best = float(col.min() if spec.mode == "min" else col.max())
-        status = metrics.final_status(last, error=result.error is not None)
+        caught = interrupted.get(Path(result.path).name) if result.path else None
+        trial_id = last.get("trial_id") or caught
+        status = metrics.INTERRUPTED if caught else metrics.final_status(last, result.error is not None)
         config = result.config or {}  # None for a trial the time budget stopped before it ever ran
         params = {k: config.get(k) for k in search.space.params if k in config}
-        trials.append(TrialSummary(last.get("trial_id", "?"), status, params, best,
+        trials.append(TrialSummary(trial_id or "?", status, params, best,
                                    int(last.get("training_iteration", 0)), config=dict(config),
                                    error=error_line(result.error)))
     study = load_study(exp_dir, spec.name)
@@ -200,24 +249,74 @@ def error_line(error: BaseException | None) -> str | None:
 
 def close_parent(client, parent: str, outcome: Outcome, infeasible: list) -> None:
     """Write the search's summary on its parent run (counts by status, the best trial, the description
-    with the top trials, the tables) and end it. The best value so far is already there: the tracker's
-    progress curve (``_tracking.Progress``) ends on it."""
+    with the top trials, the tables) and end it (tag ``tunelab.state``: FINISHED, INTERRUPTED as
+    MLflow's KILLED, FAILED); an interrupted search's running trials end KILLED, ``interrupted``.
+    The best value so far is already there: the tracker's progress curve (``_tracking.Progress``)
+    ends on it. The counts are logged at the step of the trials ended so far, so the latest
+    summary (after a resume) is the one MLflow shows."""
     exp_id = client.get_run(parent).info.experiment_id
+    kids = _tracking.children(client, exp_id, parent)
     if any(not t.run_id for t in outcome.trials):
-        outcome.name_trials(_tracking.children(client, exp_id, parent))
+        outcome.name_trials(kids)
+    _close_interrupted(client, kids, outcome)
     tags = [_tracking.RunTag(f"tunelab.n_{k}", str(v)) for k, v in outcome.counts().items()]
+    tags.append(_tracking.RunTag(metrics.STATE_TAG, outcome.state))
+    if outcome.reason:
+        tags.append(_tracking.RunTag(STATE_REASON_TAG, outcome.reason))
     values = {f"n_{k}": v for k, v in outcome.counts().items()}
     if outcome.best is not None:
         tags += [_tracking.RunTag("tunelab.best_trial", outcome.best.name or outcome.best.trial_id),
                  _tracking.RunTag("tunelab.best_trial_id", outcome.best.trial_id),
                  _tracking.RunTag("tunelab.best_run_id", outcome.best.run_id)]
     tags.append(_tracking.RunTag(_tracking.NOTE_TAG, outcome.note(exp_id)))
-    client.log_batch(parent, metrics=[_tracking.Metric(k, float(v), 0, 0) for k, v in values.items()], tags=tags)
-    client.log_text(parent, outcome.table() + "\n", "report/summary.md")
-    if infeasible:
-        rows = [{"params": t.params, "reason": t.user_attrs.get(REASON_ATTR)} for t in infeasible]
-        client.log_text(parent, json.dumps(rows, indent=1, default=str), "report/infeasible.json")
-    client.set_terminated(parent, "FINISHED")
+    ended = sum(v for k, v in outcome.counts().items() if k not in (metrics.INFEASIBLE, metrics.INTERRUPTED))
+    now = int(time.time() * 1000)
+    client.log_batch(parent, metrics=[_tracking.Metric(k, float(v), now, ended) for k, v in values.items()], tags=tags)
+    client.set_terminated(parent, _PARENT_STATUS[outcome.state])
+    try:  # files, after the run's state: they go to the artifact store, which may be the disk that is full
+        client.log_text(parent, outcome.table() + "\n", "report/summary.md")
+        if infeasible:
+            rows = [{"params": t.params, "reason": t.user_attrs.get(REASON_ATTR)} for t in infeasible]
+            client.log_text(parent, json.dumps(rows, indent=1, default=str), "report/infeasible.json")
+    except OSError as exc:
+        log.warning("could not store the summary's files on the parent run: %s", _tracking.first_line(exc))
+
+
+def close_anyhow(client, experiment_id: str, parent: str, name: str, reason: str) -> None:
+    """End a search's runs when its summary could not be made (Ray's saved state unreadable): the parent
+    and the runs still RUNNING end KILLED, INTERRUPTED, with ``reason``."""
+    for run in _tracking.children(client, experiment_id, parent):
+        if run.info.status == "RUNNING":
+            client.log_batch(run.info.run_id, tags=[_tracking.RunTag(_tracking.STATUS_TAG, metrics.INTERRUPTED)])
+            client.set_terminated(run.info.run_id, _tracking.run_status(metrics.INTERRUPTED))
+    client.log_batch(parent, tags=[_tracking.RunTag(metrics.STATE_TAG, metrics.INTERRUPTED_STATE),
+                                   _tracking.RunTag(STATE_REASON_TAG, reason)])
+    client.set_terminated(parent, _PARENT_STATUS[metrics.INTERRUPTED_STATE])
+
+
+def _close_interrupted(client, kids: list, outcome: Outcome) -> None:
+    """End the child runs of the trials an interruption caught: KILLED, ``interrupted`` (a resume
+    reopens them)."""
+    caught = {t.trial_id for t in outcome.trials if t.status == metrics.INTERRUPTED}
+    for run in kids:
+        if run.data.tags.get(_tracking.TRIAL_ID_TAG) in caught and run.info.status == "RUNNING":
+            note = (f"Interrupted ({outcome.reason}) while it ran; `tunelab resume {outcome.name}` runs it on "
+                    "from its last checkpoint.")
+            client.log_batch(run.info.run_id, tags=[_tracking.RunTag(_tracking.STATUS_TAG, metrics.INTERRUPTED),
+                                                     _tracking.RunTag(_tracking.NOTE_TAG, note)])
+            client.set_terminated(run.info.run_id, _tracking.run_status(metrics.INTERRUPTED))
+
+
+def reopen_interrupted(client, experiment_id: str, parent: str) -> None:
+    """Before a resume: the parent and the interrupted trials' runs are RUNNING again."""
+    client.set_tag(parent, metrics.STATE_TAG, metrics.RUNNING)
+    if STATE_REASON_TAG in client.get_run(parent).data.tags:
+        client.delete_tag(parent, STATE_REASON_TAG)
+    client.update_run(parent, status="RUNNING")
+    for run in _tracking.children(client, experiment_id, parent):
+        if run.data.tags.get(_tracking.STATUS_TAG) == metrics.INTERRUPTED:
+            client.set_tag(run.info.run_id, _tracking.STATUS_TAG, "running")
+            client.update_run(run.info.run_id, status="RUNNING")
 
 
 def is_closed(parent_run) -> bool:

@@ -11,14 +11,16 @@ the first step MLflow lacks. ``tunelab sync`` does the same after the search has
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
 import math
 import os
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -52,10 +54,10 @@ NOTE_TAG = "mlflow.note.content"  # a run's description in the MLflow UI
 # MLflow's run status says whether the trial ran as told: finished, stopped by the scheduler or the
 # budget, diverged and out of memory are all outcomes of a trial that did its job (``tunelab.status``
 # tells them apart), so they end FINISHED; only a trial that raised ends FAILED. MLflow shows KILLED
-# with a red cross, as a failure: it is left to runs a user killed.
+# with a red cross, as a failure: it is left to runs a user killed (an interrupted search's trials).
 _RUN_STATUS = {
     metrics.COMPLETED: "FINISHED", metrics.STOPPED_EARLY: "FINISHED", metrics.STATUS_DIVERGED: "FINISHED",
-    metrics.STATUS_OOM: "FINISHED", metrics.ERROR: "FAILED",
+    metrics.STATUS_OOM: "FINISHED", metrics.ERROR: "FAILED", metrics.INTERRUPTED: "KILLED",
 }
 
 
@@ -77,11 +79,26 @@ def client_for(uri: str) -> MlflowClient:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     try:
-        return MlflowClient(tracking_uri=uri)
+        with _creating(uri):
+            return MlflowClient(tracking_uri=uri)
     except UnsupportedModelRegistryStoreURIException:  # the client's constructor refuses the scheme
         scheme = urlparse(uri).scheme
         raise TrackingError(f"cannot use MLflow at {uri}: MLflow has no store for the scheme {scheme!r}; expected "
                             f"one of {', '.join(USABLE_SCHEMES)}") from None
+
+
+@contextlib.contextmanager
+def _creating(uri: str) -> Iterator[None]:
+    """For a SQLite URI, hold a lock beside the database while MLflow opens it: the client's
+    constructor makes the tables of a new database, and two searches started at once on a new
+    results root would both make them, one failing half-way ("duplicate column name")."""
+    db = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    if db is None or not db.parent.is_dir():
+        yield  # not SQLite, or a folder that is not there: the store's own error names it
+        return
+    with open(db.with_name(db.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | None) -> str:
@@ -491,7 +508,7 @@ def end_lost_runs(client: MlflowClient, experiment_id: str, parent_run_id: str, 
     lost = []
     for run in children(client, experiment_id, parent_run_id):
         trial_id = run.data.tags.get(TRIAL_ID_TAG)
-        if trial_id in known or run.data.tags.get(STATUS_TAG) in metrics.STATUSES:
+        if trial_id in known or run.data.tags.get(STATUS_TAG) in metrics.ENDED:
             continue
         client.log_batch(run.info.run_id, tags=[RunTag(STATUS_TAG, metrics.ERROR), RunTag(ERROR_TAG, LOST_MESSAGE),
                                                 RunTag(NOTE_TAG, f"Failed: {LOST_MESSAGE}.")])

@@ -1,6 +1,6 @@
 """Tuner assembly: a validated search file -> a ``ray.tune.Tuner`` (new, or restored from its folder).
 
-The Optuna searcher behind a concurrency limit, the scheduler, the budget stoppers, the MLflow
+The Optuna searcher (which keeps the concurrency limit), the scheduler, the budget stoppers, the MLflow
 callback, the failure and checkpoint policy, and the trainable with its data in the object store.
 """
 
@@ -15,14 +15,13 @@ import ray
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
-from ray.tune.search import ConcurrencyLimiter
 from ray.tune.stopper import CombinedStopper
 
 from tunelab import spaces
 from tunelab import trainables
 from tunelab.search import _console, _tracking
 from tunelab.search._budget import FlopBudgetStopper
-from tunelab.search._ends import EndMarker, ObjectiveCheck
+from tunelab.search._ends import EndMarker, InterruptWatch, ObjectiveCheck
 from tunelab.search._paths import PENDING_FILE, study_storage
 from tunelab.search._samplers import make_sampler
 from tunelab.search._searcher import OptunaSearcher
@@ -37,13 +36,21 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 # - Ray's result loggers are the ones ``_run_config`` names, its JSON and CSV files (which resume, sync
 #   and Ray's ExperimentAnalysis read), and not TensorBoard event files, which nothing here reads
 #   (MLflow is the record) and whose logger's import alone costs a search 1.5 s at its start.
-_FIT_ENV = {"TUNE_DISABLE_STRICT_METRIC_CHECKING": "1", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
+# - Ctrl-C is ``_ends.Interruption``'s (SIGINT and SIGTERM alike), which hands it to Ray's loop.
+_FIT_ENV = {"TUNE_DISABLE_STRICT_METRIC_CHECKING": "1", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+            "TUNE_DISABLE_SIGINT_HANDLER": "1"}
 
 
-def fit(tuner: tune.Tuner) -> tune.ResultGrid:
-    """``tuner.fit()`` under tunelab's Ray Tune settings (``_FIT_ENV``), restored afterwards."""
-    saved = {k: os.environ.get(k) for k in _FIT_ENV}
-    os.environ.update(_FIT_ENV)
+def fit(tuner: tune.Tuner, search: spaces.Search) -> tune.ResultGrid:
+    """``tuner.fit()`` under tunelab's Ray Tune settings (``_FIT_ENV``), restored afterwards.
+
+    Ray starts as many trials at once as a ``ConcurrencyLimiter`` around the searcher allows, and one
+    at a time for any other searcher; tunelab's searcher keeps ``budget.max_concurrent`` itself
+    (``OptunaSearcher``), so Ray is told the same number (``TUNE_MAX_PENDING_TRIALS_PG``).
+    """
+    env = {**_FIT_ENV, "TUNE_MAX_PENDING_TRIALS_PG": str(search.spec.budget.max_concurrent)}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         return tuner.fit()
     finally:
@@ -75,7 +82,11 @@ def init_ray(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     local = (address or os.environ.get("RAY_ADDRESS") or "local") == "local"
-    ray.init(address=address, configure_logging=False, **({"include_dashboard": False} if local else {}))
+    # Nor does it export metrics: Ray's Prometheus exporter, which nothing of tunelab reads, listens on
+    # every interface of the machine without a login (Ray's own gRPC ports ask for its token). A
+    # cluster's Ray keeps the settings it was started with.
+    extra = {"include_dashboard": False, "_system_config": {"enable_metrics_collection": False}} if local else {}
+    ray.init(address=address, configure_logging=False, **extra)
     return True
 
 
@@ -134,9 +145,10 @@ def _tune_config(search: spaces.Search, exp_dir: Path) -> tune.TuneConfig:
         check=functools.partial(search.entry.check, constraints=dict(spec.constraints)),
         grid_points=search.space.grid_points() if spec.sampler.name != "grid" else [],
         points_to_evaluate=spec.points_to_evaluate,
+        max_concurrent=spec.budget.max_concurrent,
     )
     return tune.TuneConfig(
-        search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.budget.max_concurrent),
+        search_alg=searcher,
         scheduler=_scheduler(spec),
         num_samples=spec.budget.trials,
         metric=spec.metric,
@@ -179,7 +191,7 @@ def _run_config(search: spaces.Search, exp_dir: Path, exp_id: str, parent: str, 
                                       time_attr=spec.scheduler.time_attr, inputs=inputs)
     max_t = _max_t(spec)
     # The marker first: the others read how a trial ended from the result it marks.
-    callbacks = [EndMarker(spec.scheduler.time_attr, max_t), tracker]
+    callbacks = [EndMarker(spec.scheduler.time_attr, max_t), InterruptWatch(), tracker]
     if not verbose:  # the tracker before the view: it names a trial (t003) before the view shows it
         header = (f"{spec.name}: {spec.budget.trials} trials, {spec.budget.max_concurrent} at a time; "
                   f"Ray's output: {exp_dir / _console.RAY_LOG}")

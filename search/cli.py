@@ -1,8 +1,9 @@
 """``tunelab``: parse arguments, call the core, print results or a one-line error.
 
 Exit status: 0 the search ran its budget (trials that diverged, ran out of memory or were stopped
-early are results); 1 it ended but some trials raised; 2 bad input, nothing started; 3 every trial
-raised, or the search could not go on (one line says why); 130 interrupted.
+early are results); 1 it ended but some trials raised; 2 bad input, nothing started (or the search is
+running in another process); 3 every trial raised, or the search could not go on (one line says why:
+a full disk leaves it INTERRUPTED and resumable); 130 interrupted by Ctrl-C or SIGTERM (resumable).
 """
 
 from __future__ import annotations
@@ -20,14 +21,11 @@ from pathlib import Path
 from tunelab import spaces
 from tunelab import trainables
 from tunelab.search import _jobs
+from tunelab.search._errors import SearchFailed, SearchRunningError
 from tunelab.search._jobs import JobError
 
 USER_ERRORS = (spaces.SpecError, trainables.ConfigError, trainables.DataError)
-SOME_TRIALS_RAISED, SEARCH_FAILED = 1, 3
-
-
-class SearchFailed(RuntimeError):
-    """The search could not go on (exit status 3)."""
+SOME_TRIALS_RAISED, SEARCH_FAILED, INTERRUPTED = 1, 3, 130
 
 
 def console() -> None:
@@ -62,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except SearchFailed as exc:
         print(f"tunelab: error: {exc}", file=sys.stderr)
         return SEARCH_FAILED
-    except KeyboardInterrupt:
-        print("tunelab: interrupted; `tunelab resume NAME` continues the search", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt:  # before a search started (a search's own Ctrl-C ends in _print_outcome)
+        print("tunelab: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -187,10 +185,8 @@ def _run(args) -> int:
 
     try:
         outcome = core.run(search_, address=args.address, verbose=args.verbose)
-    except core.SearchExistsError as exc:
+    except (core.SearchExistsError, SearchRunningError) as exc:
         raise spaces.SpecError(search_.file, "name", str(exc)) from None
-    except core.MissingObjective as exc:
-        raise SearchFailed(str(exc)) from None
     return _print_outcome(outcome)
 
 
@@ -231,7 +227,11 @@ def _job_stop(args) -> int:
 def _resume(args) -> int:
     from tunelab.search import _resume as core
 
-    return _print_outcome(core.resume(args.name, args.storage, address=args.address, verbose=args.verbose))
+    try:
+        outcome = core.resume(args.name, args.storage, address=args.address, verbose=args.verbose)
+    except SearchRunningError as exc:
+        raise spaces.SpecError(args.name, "name", str(exc)) from None
+    return _print_outcome(outcome)
 
 
 def program() -> str:
@@ -251,7 +251,8 @@ def _print_outcome(o) -> int:
     print()
     print(o.table(top=10))
     counts = ", ".join(f"{k} {v}" for k, v in o.counts().items() if v)
-    print(f"\n{o.name}: {len(o.trials)} trials ({counts})")
+    state = "" if o.state == "FINISHED" else f", {o.state}"
+    print(f"\n{o.name}: {len(o.trials)} trials ({counts}){state}")
     if o.best is not None:
         params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in o.best.params.items())
         print(f"best trial {o.best.name or o.best.trial_id}: {o.metric} {o.best.best:.4g}  {params}")
@@ -261,6 +262,17 @@ def _print_outcome(o) -> int:
     print(f"open the UI: {program()} ui {where} --open")
     if o.tracking_pending:
         print(f"MLflow was unreachable at the end: `{program()} sync {where}` once it is back")
+    if o.state == "INTERRUPTED":
+        resume = f"`{program()} resume {where}`"
+        if o.fault:
+            print(f"tunelab: error: {o.reason}; the search is interrupted, its records closed: {resume} "
+                  "once that is put right", file=sys.stderr)
+            return SEARCH_FAILED
+        print(f"tunelab: interrupted ({o.reason}): {resume} continues the search", file=sys.stderr)
+        return INTERRUPTED
+    if o.state == "FAILED":
+        print(f"tunelab: error: {o.reason}", file=sys.stderr)
+        return SEARCH_FAILED
     errors = o.errors
     if not errors:
         return 0

@@ -122,7 +122,21 @@ STATUS_DIVERGED = "diverged"
 STATUS_OOM = "oom"
 INFEASIBLE = "infeasible"
 ERROR = "error"
-STATUSES = (COMPLETED, STOPPED_EARLY, STATUS_DIVERGED, STATUS_OOM, INFEASIBLE, ERROR)
+# A trial the search's interruption (Ctrl-C, SIGTERM, a full disk) caught running or waiting to run:
+# not an outcome yet; ``tunelab resume`` runs it on from its last checkpoint.
+INTERRUPTED = "interrupted"
+STATUSES = (COMPLETED, STOPPED_EARLY, STATUS_DIVERGED, STATUS_OOM, INFEASIBLE, ERROR, INTERRUPTED)
+# The end states of trials: the ones a search's end leaves.
+ENDED = frozenset(STATUSES) - {INTERRUPTED}
+
+# A search's state, as tag ``tunelab.state`` of its parent run (and in ``tunelab ls``): RUNNING while a
+# driver runs it; FINISHED once it has run its budget (MLflow: FINISHED); INTERRUPTED when a signal or
+# a fault ended it first (MLflow: KILLED), resumable; FAILED when it could not go on (MLflow: FAILED).
+STATE_TAG = "tunelab.state"
+# On the parent run: the sampled parameters whose distribution is logarithmic, comma-separated (the
+# report's slice plots give them a log axis).
+LOG_PARAMS_TAG = "tunelab.log_params"
+RUNNING, FINISHED_STATE, INTERRUPTED_STATE, FAILED = "RUNNING", "FINISHED", "INTERRUPTED", "FAILED"
 
 
 def final_status(last_result: dict | None, error: bool = False) -> str:

@@ -124,4 +124,5 @@ def test_trial_table_of_a_real_search(real_search):
     check_trial_table(analysis.trial_table(runs, history),
                       expected_rows(real_search.tracking_uri, real_search.parent_run_id))
     counts = analysis.status_counts(runs).set_index("status")["count"]
-    assert counts.to_dict() == {k: v for k, v in real_search.counts().items()}
+    # The table lists interrupted trials only when there are some; the search's counts always do.
+    assert counts.to_dict() == {k: v for k, v in real_search.counts().items() if k != "interrupted" or v}

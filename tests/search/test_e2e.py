@@ -186,10 +186,13 @@ def test_kill_9_the_driver_then_resume(tmp_path, data_dir):
         assert r.data.tags[_tracking.STATUS_TAG] == metrics.ERROR and r.info.status == "FAILED"
         assert r.data.tags[_tracking.ERROR_TAG] == _tracking.LOST_MESSAGE
     kids = [r for r in kids if r.data.tags[_tracking.TRIAL_ID_TAG] in ray_ids]
-    assert all(r.data.tags[_tracking.STATUS_TAG] == metrics.COMPLETED for r in kids)
+    # Every trial ran as told (the resumed search's new configs may include one whose lr diverges).
+    statuses = [(r.info.run_name, r.info.status, r.data.tags[_tracking.STATUS_TAG]) for r in kids]
+    assert all(s in (metrics.COMPLETED, metrics.STATUS_DIVERGED) and st == "FINISHED" for _, st, s in statuses), statuses
     for r in kids:  # each epoch logged once, resumed trials included
         steps = [m.step for m in client.get_metric_history(r.info.run_id, metrics.VAL_PPL)]
-        assert steps == [1, 2, 3, 4], (r.info.run_name, steps)
+        ran = 4 if r.data.tags[_tracking.STATUS_TAG] == metrics.COMPLETED else len(steps)
+        assert steps == list(range(1, ran + 1)), (r.info.run_name, steps)
     assert client.get_run(state["parent_run_id"]).info.status == "FINISHED"
 
 
@@ -203,8 +206,8 @@ def test_ls_lists_the_search_with_counts_and_best(smoke, capsys):
     row = out[1].split()
     counts = outcome.counts()
     assert row[:3] == ["ptb-smoke", "FINISHED", "6"]
-    assert [int(v) for v in row[3:9]] == [counts[s] for s in metrics.STATUSES]
-    assert row[9] == f"val_ppl={outcome.best.best:.4g}"
+    assert [int(v) for v in row[3:3 + len(metrics.STATUSES)]] == [counts[s] for s in metrics.STATUSES]
+    assert row[3 + len(metrics.STATUSES)] == f"val_ppl={outcome.best.best:.4g}"
 
 
 def test_report_writes_both_files_and_logs_them_on_the_parent(smoke, tmp_path, capsys):

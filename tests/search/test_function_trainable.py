@@ -17,6 +17,8 @@ import ray.cloudpickle
 import tunelab
 from tunelab import spaces
 from tunelab.search import MissingObjective, _tracking, load_study
+from tunelab.search.cli import main
+from tunelab.trainables import metrics
 
 # Ray ships a trainable to its workers by pickling it; these live in a test module the workers cannot
 # import, so they travel by value, as a function defined in a user's script or notebook does.
@@ -94,7 +96,7 @@ def test_a_function_that_returns_has_completed_and_its_own_metrics_are_logged(ra
 
 
 @pytest.mark.slow
-def test_an_objective_the_first_report_lacks_stops_the_search_with_one_line(ray_session, tmp_path):
+def test_an_objective_the_first_report_lacks_stops_the_search_with_one_line(ray_session, tmp_path, capsys):
     with pytest.raises(MissingObjective) as err:
         tunelab.run(SEARCH, trainable=reports_another_name, storage=tmp_path / "runs",
                     overrides={"budget.trials": 4})
@@ -104,6 +106,10 @@ def test_an_objective_the_first_report_lacks_stops_the_search_with_one_line(ray_
     client = _tracking.client_for(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("fn").experiment_id])
     assert runs and all(r.info.status != "RUNNING" for r in runs)  # nothing left open
+    (parent,) = [r for r in runs if metrics.STATE_TAG in r.data.tags]
+    assert parent.info.status == "FAILED" and parent.data.tags[metrics.STATE_TAG] == "FAILED"
+    assert main(["ls", "--storage", str(tmp_path / "runs")]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[:2] == ["fn", "FAILED"]
 
 
 def test_an_open_metric_needs_a_mode_and_a_built_in_trainable_s_misspelt_one_fails_when_loaded():

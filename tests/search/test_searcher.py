@@ -11,7 +11,9 @@ from optuna.trial import TrialState
 
 from tunelab import spaces
 from tunelab.search._samplers import make_sampler
-from tunelab.search._searcher import REASON_ATTR, STATUS_ATTR, InfeasibleSpaceError, OptunaSearcher
+from ray.tune.search import Searcher
+
+from tunelab.search._searcher import EXHAUSTED_ATTR, REASON_ATTR, STATUS_ATTR, OptunaSearcher, first_feasible
 from tunelab.spaces._schema import Param
 from tunelab.trainables import metrics
 
@@ -19,14 +21,14 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def _searcher(tmp_path, check=lambda cfg: None, grid=(), points=(), max_infeasible=200, storage="optuna.log",
-              **params):
+              max_concurrent=0, **params):
     params = params or {"lr": {"loguniform": [0.01, 1.0]}, "cell": {"choice": ["lstm", "gru"]}}
     space = spaces.CompiledSpace({k: Param(**v) for k, v in params.items()}, fixed={})
     return OptunaSearcher(
-        space=space, make_sampler=lambda: optuna.samplers.RandomSampler(seed=0),
+        space=space, make_sampler=lambda restart=0: optuna.samplers.RandomSampler(seed=restart),
         storage=storage if "://" in storage else tmp_path / storage, study_name="s", metric="val_ppl", mode="min",
         base_config={"epochs": 4}, check=check, grid_points=list(grid), points_to_evaluate=list(points),
-        max_infeasible=max_infeasible,
+        max_infeasible=max_infeasible, max_concurrent=max_concurrent,
     )
 
 
@@ -96,10 +98,18 @@ def test_infeasible_configs_are_told_infeasible_and_replaced(tmp_path):
     assert len(running) == 6  # only feasible ones became trials
 
 
-def test_an_infeasible_space_is_an_error(tmp_path):
+def test_a_space_that_runs_out_of_feasible_configs_ends_the_search_and_says_why(tmp_path):
     s = _searcher(tmp_path, check=lambda cfg: "never", max_infeasible=10)
-    with pytest.raises(InfeasibleSpaceError, match="10 suggestions in a row"):
-        s.suggest("a")
+    assert s.suggest("a") == Searcher.FINISHED
+    assert len(s.study.trials) == 10
+    assert s.study.user_attrs[EXHAUSTED_ATTR].startswith("the sampler proposed 10 infeasible configs in a row "
+                                                         "(the last: never)")
+
+
+def test_first_feasible_finds_a_feasible_config_or_says_why_there_is_none():
+    space = spaces.CompiledSpace({"lr": Param(loguniform=[0.01, 1.0])}, fixed={})
+    assert first_feasible(space, {}, lambda cfg: None if cfg["lr"] > 0.9 else "too small") is None
+    assert first_feasible(space, {}, lambda cfg: f"lr={cfg['lr']:.2f} too small", draws=20).startswith("lr=")
 
 
 def test_grid_points_each_tried_once_before_repeating(tmp_path):
@@ -118,7 +128,7 @@ def test_the_grid_sampler_runs_every_point_with_every_seed(tmp_path):
                     "sampler: {name: grid}\nscheduler: {name: fifo}\nbudget: {trials: 4}\n")
     search = spaces.load(path)
     s = OptunaSearcher(
-        space=search.space, make_sampler=lambda: make_sampler(search), storage=tmp_path / "optuna.log",
+        space=search.space, make_sampler=lambda restart=0: make_sampler(search, restart), storage=tmp_path / "optuna.log",
         study_name="g", metric="val_acc", mode="max", base_config=search.base_config, check=lambda cfg: None,
     )
     configs = [s.suggest(str(i)) for i in range(2)]  # two at a time, as max_concurrent 2 runs them
@@ -135,6 +145,25 @@ def test_points_to_evaluate_come_first(tmp_path):
     s = _searcher(tmp_path, points=[{"lr": 0.5, "cell": "gru"}, {"lr": 0.02, "cell": "lstm"}])
     assert s.suggest("a") == {"lr": 0.5, "cell": "gru"}
     assert s.suggest("b") == {"lr": 0.02, "cell": "lstm"}
+
+
+def test_a_restored_searcher_does_not_propose_the_configs_it_proposed_before(tmp_path):
+    """The sampler is rebuilt after a restore: reseeded from the study's size, it draws a new stream;
+    warm-start and grid points asked after the last snapshot are not asked again."""
+    grid = [{"cell": c} for c in ("lstm", "gru")]
+    points = [{"lr": 0.5}, {"lr": 0.02}]
+    s = _searcher(tmp_path, grid=grid, points=points)
+    s.save(str(tmp_path / "state.pkl"))  # Ray's snapshot, before any trial
+    asked = [s.suggest(str(i)) for i in range(4)]
+    for i in range(4):
+        s.on_trial_complete(str(i), _result(4, 100.0 + i, finished=1))
+    fresh = _searcher(tmp_path, grid=grid, points=points)
+    fresh.restore(str(tmp_path / "state.pkl"))  # the driver died after the 4 trials, before a snapshot
+    again = [fresh.suggest(str(i)) for i in range(4, 8)]
+    assert [c["lr"] for c in asked[:2]] == [0.5, 0.02]
+    assert [c["cell"] for c in asked + again] == ["lstm", "lstm", "lstm", "gru", "lstm", "gru", "lstm", "gru"]
+    lrs = [c["lr"] for c in asked + again]
+    assert len(set(lrs)) == 8, lrs
 
 
 @pytest.mark.parametrize("storage", ["optuna.log", "sqlite:///{tmp_path}/optuna.db"])
@@ -186,3 +215,11 @@ def test_a_journal_cut_short_by_a_killed_driver_reopens(tmp_path):
     assert [(t.state, t.value) for t in fresh.study.trials] == [(TrialState.COMPLETE, 140.0),
                                                                (TrialState.COMPLETE, 150.0)]
     assert (tmp_path / "optuna.log").read_bytes().endswith(b"\n")
+
+
+def test_at_most_max_concurrent_trials_run_at_once(tmp_path):
+    s = _searcher(tmp_path, max_concurrent=2)
+    assert s.suggest("a") and s.suggest("b")
+    assert s.suggest("c") is None
+    s.on_trial_complete("a", _result(4, 100.0, finished=1))
+    assert s.suggest("c")

@@ -135,7 +135,7 @@ def test_an_unreachable_server_is_caught_up_from_rays_results(tmp_path, monkeypa
 def test_a_trial_that_ran_as_told_is_finished_and_only_one_that_raised_failed():
     assert {s: _tracking.run_status(s) for s in metrics.STATUSES if s != metrics.INFEASIBLE} == {
         metrics.COMPLETED: "FINISHED", metrics.STOPPED_EARLY: "FINISHED", metrics.STATUS_DIVERGED: "FINISHED",
-        metrics.STATUS_OOM: "FINISHED", metrics.ERROR: "FAILED",
+        metrics.STATUS_OOM: "FINISHED", metrics.ERROR: "FAILED", metrics.INTERRUPTED: "KILLED",
     }
 
 
