@@ -25,6 +25,7 @@ from tunelab.analysis._classification import accuracy_table, is_classification, 
 from tunelab.analysis._curves import plot_curves
 from tunelab.analysis._errors import AnalysisError
 from tunelab.analysis._extrema import aggregate, by_step, extrema, side_by_side
+from tunelab.analysis._history import completion_order, plot_optimization_history, plot_slice
 from tunelab.analysis._importance import param_importance, plot_importance, rebuild_study
 from tunelab.analysis._isoflop import BudgetFit, IsoFlopFit, isoflop_fit, plot_isoflop
 from tunelab.analysis._load import load, typed_column
@@ -48,11 +49,12 @@ NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
 
 __all__ = [
     "NOTEBOOKS", "AnalysisError", "AttentionMaps", "BudgetFit", "IsoFlopFit", "Plot", "Rungs",
-    "accuracy_table", "aggregate", "by_step", "companion_metric", "config_table", "extrema", "format_mean_std",
+    "accuracy_table", "aggregate", "by_step", "companion_metric", "completion_order", "config_table", "extrema",
+    "format_mean_std",
     "is_arith", "is_classification", "isoflop_fit", "load", "load_attention", "metric_keys", "metric_mode",
     "param_columns", "param_importance", "pareto_front", "plot_accuracy", "plot_arith_curves", "plot_asha",
     "plot_attention", "plot_curves", "plot_extrema", "plot_importance", "plot_isoflop", "plot_order_curves",
-    "plot_pareto", "read_parquet", "rebuild_study", "report", "rungs", "search_info", "seed_table",
+    "plot_optimization_history", "plot_pareto", "plot_slice", "read_parquet", "rebuild_study", "report", "rungs", "search_info", "seed_table",
     "side_by_side", "status_counts", "to_html", "to_markdown", "to_parquet", "top_k", "trial_table",
     "typed_column", "varied_params",
 ]

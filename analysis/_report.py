@@ -22,6 +22,7 @@ from tunelab.analysis._asha import plot_asha
 from tunelab.analysis._classification import classification_blocks, is_classification
 from tunelab.analysis._curves import plot_curves
 from tunelab.analysis._errors import AnalysisError
+from tunelab.analysis._history import plot_optimization_history, plot_slice
 from tunelab.analysis._importance import plot_importance
 from tunelab.analysis._isoflop import BUDGET_PARAM, plot_isoflop
 from tunelab.analysis._load import load
@@ -131,6 +132,10 @@ def build_blocks(runs: pa.Table, history: pa.Table, *, top: int = 5) -> list[tup
     blocks.append(("p", " ".join(facts)))
     blocks.append(("p", f"Generated {datetime.datetime.now().isoformat(timespec='seconds')} from "
                         f"`{info.get('tracking_uri')}`."))
+
+    blocks.append(("h", 2, "Optimisation history"))
+    blocks.append(_figure(lambda: plot_optimization_history(runs), "optimisation history"))
+    blocks.append(_figure(lambda: plot_slice(runs), "slice plots"))
 
     blocks.append(("h", 2, "Trials"))
     blocks.append(("table", status_counts(runs), "How the trials ended. Infeasible configs were rejected "

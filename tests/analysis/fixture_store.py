@@ -125,12 +125,12 @@ def _log_run(client, exp_id, parent_id, number, trial_id, config, sampled, rows,
     return rid
 
 
-def _parent(client, exp_id, name, trainable, metric, counts, start, scheduler="asha"):
+def _parent(client, exp_id, name, trainable, metric, counts, start, scheduler="asha", log_params=""):
     from mlflow.entities import Metric, Param
 
     run = client.create_run(exp_id, start_time=start, run_name=f"{name} (search)", tags={
         "tunelab.spec_hash": "0" * 16, "tunelab.trainable": trainable, "tunelab.sampler": "tpe",
-        "tunelab.scheduler": scheduler})
+        "tunelab.scheduler": scheduler, metrics.LOG_PARAMS_TAG: log_params})
     client.log_batch(run.info.run_id, params=[Param("metric", metric), Param("mode", "min")],
                      metrics=[Metric(f"n_{k}", float(v), start, 0) for k, v in counts.items()])
     return run.info.run_id
@@ -155,7 +155,7 @@ def build_store(root: Path, uri: str | None = None) -> Store:
                  metrics.COMPLETED, T0 - 10**7 + 1000 * i)
     counts = {s: sum(t[5] == s for t in RNN_TRIALS) for s in metrics.STATUSES}
     counts[metrics.INFEASIBLE] = 2
-    parent = _parent(client, exp, RNN, "rnn", metrics.VAL_PPL, counts, T0)
+    parent = _parent(client, exp, RNN, "rnn", metrics.VAL_PPL, counts, T0, log_params="lr")
     for i, (cell, lr, dropout, seed, epochs, status) in enumerate(RNN_TRIALS):
         cfg = {**RNN_FIXED, "cell": cell, "lr": lr, "dropout": dropout, "seed": seed}
         rows = _rnn_curve(cell, lr, dropout, seed, epochs, status == metrics.STATUS_DIVERGED)
