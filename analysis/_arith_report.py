@@ -25,6 +25,7 @@ from tunelab.analysis._errors import AnalysisError
 from tunelab.analysis._extrema import LABELS, VALUES, aggregate, extrema, mean_std, side_by_side
 from tunelab.analysis._schema import SEED, search_info, varied_params
 from tunelab.trainables import metrics
+from tunelab.trainables import tags
 
 TRAINABLE = "arith"
 MODEL = "model"
@@ -32,7 +33,7 @@ MODEL = "model"
 
 def is_arith(runs: pa.Table) -> bool:
     """Whether the search trained the arith trainable (its parent run's ``tunelab.trainable`` tag)."""
-    return search_info(runs)["parent_tags"].get("tunelab.trainable") == TRAINABLE
+    return search_info(runs)["parent_tags"].get(tags.TRAINABLE) == TRAINABLE
 
 
 def arith_blocks(runs: pa.Table, history: pa.Table) -> list[tuple]:

@@ -14,6 +14,7 @@ from tunelab.analysis._errors import AnalysisError
 from tunelab.analysis._plot import STATUS_COLORS, Plot, new_figure, set_metric_scale, trial_names
 from tunelab.analysis._schema import SEED, search_info, varied_params
 from tunelab.trainables import metrics
+from tunelab.trainables import tags
 
 
 def completion_order(runs: pa.Table, metric: str | None = None) -> pd.DataFrame:
@@ -110,7 +111,7 @@ def plot_slice(runs: pa.Table, metric: str | None = None) -> Plot:
     ys = np.asarray(runs.column(f"best_{metric}").to_pylist(), dtype=float)
     when = np.asarray([order.get(t, len(ids)) for t in ids], dtype=float)
     stopped = np.asarray([s == metrics.STOPPED_EARLY for s in runs.column("status").to_pylist()])
-    logs = set(filter(None, (info["parent_tags"].get(metrics.LOG_PARAMS_TAG) or "").split(",")))
+    logs = set(filter(None, (info["parent_tags"].get(tags.LOG_PARAMS) or "").split(",")))
     ncols = min(3, len(params))
     nrows = math.ceil(len(params) / ncols)
     fig, axes = new_figure(ncols=ncols, nrows=nrows, width=3.6, height=3.0)

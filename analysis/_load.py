@@ -28,10 +28,10 @@ import pyarrow as pa
 
 from tunelab.analysis._errors import AnalysisError
 from tunelab.analysis._schema import META_KEY, RUN_COLUMNS, metric_mode
+from tunelab.trainables import tags
 
-PARENT_TAG = "mlflow.parentRunId"
-TRIAL_ID_TAG = "tunelab.trial_id"
-STATUS_TAG = "tunelab.status"
+PARENT_TAG = tags.PARENT
+TRIAL_ID_TAG, STATUS_TAG = tags.TRIAL_ID, tags.STATUS
 DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 # MLflow's SQL store keeps +-inf as +-DBL_MAX and NaN as 0 with is_nan set; both are undone here.
 _DBL_MAX = 1.7976931348623157e308

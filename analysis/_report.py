@@ -32,6 +32,7 @@ from tunelab.analysis._plot import Plot, trial_names
 from tunelab.analysis._schema import SEED, search_info
 from tunelab.analysis._tables import format_mean_std, seed_table, status_counts, to_html, to_markdown, top_k, trial_table
 from tunelab.trainables import metrics
+from tunelab.trainables import tags
 
 ARTIFACT_PATH = "report"
 FIGURES = "figures"
@@ -115,15 +116,15 @@ def build_blocks(runs: pa.Table, history: pa.Table, *, top: int = 5) -> list[tup
     """
     info = search_info(runs)
     metric, mode = info["metric"], info["mode"]
-    tags = info["parent_tags"]
+    parent_tags = info["parent_tags"]
     blocks: list[tuple] = [("h", 1, f"Search report: {info.get('experiment', '')}")]
     names = trial_names(runs)
     table = _named(trial_table(runs, history), names)
     ranked = table.sort_values(f"best_{metric}", ascending=(mode == "min"), na_position="last")
     facts = [
         f"Parent run `{info.get('parent_run_id')}` ({info.get('parent_run_name')}), "
-        f"trainable `{tags.get('tunelab.trainable', '?')}`, sampler `{tags.get('tunelab.sampler', '?')}`, "
-        f"scheduler `{tags.get('tunelab.scheduler', '?')}`, spec hash `{tags.get('tunelab.spec_hash', '?')}`.",
+        f"trainable `{parent_tags.get(tags.TRAINABLE, '?')}`, sampler `{parent_tags.get(tags.SAMPLER, '?')}`, "
+        f"scheduler `{parent_tags.get(tags.SCHEDULER, '?')}`, spec hash `{parent_tags.get(tags.SPEC_HASH, '?')}`.",
         f"Objective: {mode}imise `{metric}`. {runs.num_rows} trials ran.",
     ]
     if len(ranked) and pd.notna(ranked.iloc[0][f"best_{metric}"]):
@@ -161,7 +162,7 @@ def build_blocks(runs: pa.Table, history: pa.Table, *, top: int = 5) -> list[tup
             blocks.append(_figure(lambda x=x: plot_curves(runs, history, x), f"curves against {x}"))
 
     stopped = metrics.STOPPED_EARLY in runs.column("status").to_pylist()
-    if tags.get("tunelab.scheduler") in ("asha", "hyperband") or stopped:
+    if parent_tags.get(tags.SCHEDULER) in ("asha", "hyperband") or stopped:
         blocks.append(("h", 2, "Early stopping"))
         blocks.append(_figure(lambda: plot_asha(runs, history), "ASHA rungs"))
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 
 from tunelab import analysis
-from tunelab.trainables import metrics
+from tunelab.trainables import metrics, tags
 
 KEYS = (
     metrics.TRAIN_LOSS, metrics.VAL_LOSS, metrics.TRAIN_PPL, metrics.VAL_PPL, metrics.BEST_VAL_PPL,
@@ -48,14 +48,14 @@ def build_store(uri: str, root: Path, n_runs: int, n_metrics: int, n_steps: int,
     client = MlflowClient(tracking_uri=uri)
     t0 = time.perf_counter()
     exp = client.create_experiment(experiment, artifact_location=(root / "artifacts").resolve().as_uri())
-    parent = client.create_run(exp, run_name=f"{experiment} (search)", tags={"tunelab.trainable": "rnn"}).info.run_id
+    parent = client.create_run(exp, run_name=f"{experiment} (search)", tags={tags.TRAINABLE: "rnn"}).info.run_id
     client.log_batch(parent, params=[Param("metric", "val_ppl"), Param("mode", "min")])
     keys = [KEYS[i] if i < len(KEYS) else f"extra_{i}" for i in range(n_metrics)]
     now = int(time.time() * 1000)
     for i in range(n_runs):
         lr, dropout = 10 ** (-1 + 2 * ((i * 37) % 100) / 100), ((i * 13) % 50) / 100
         run = client.create_run(exp, run_name=f"t{i:03d} lr={lr:.3g} dropout={dropout}", tags={
-            "mlflow.parentRunId": parent, "tunelab.trial_id": f"{i:08x}", "tunelab.status": "completed"})
+            tags.PARENT: parent, tags.TRIAL_ID: f"{i:08x}", tags.STATUS: metrics.COMPLETED})
         values = [
             Metric(k, 5.0 + 2.0 / s + 0.01 * j + 0.1 * math.log(lr) ** 2, now + 1000 * s, s)
             for s in range(1, n_steps + 1) for j, k in enumerate(keys)

@@ -8,6 +8,7 @@ from pathlib import Path
 from tunelab.search import _tracking
 from tunelab.search._paths import STATE_FILE, is_running
 from tunelab.trainables import metrics
+from tunelab.trainables import tags
 
 
 def list_searches(storage: Path) -> list[dict]:
@@ -29,12 +30,12 @@ def list_searches(storage: Path) -> list[dict]:
 
 
 def search_state(parent, exp_dir: Path) -> str:
-    """RUNNING, FINISHED, INTERRUPTED or FAILED (``metrics.STATE_TAG``). A parent run left RUNNING by a
+    """RUNNING, FINISHED, INTERRUPTED or FAILED (tag ``tags.STATE``). A parent run left RUNNING by a
     driver that was killed (SIGKILL, a lost machine) is INTERRUPTED: no process holds its folder."""
     if parent.info.status == "RUNNING":
         return metrics.RUNNING if is_running(exp_dir) else metrics.INTERRUPTED_STATE
     by_status = {"FINISHED": metrics.FINISHED_STATE, "KILLED": metrics.INTERRUPTED_STATE, "FAILED": metrics.FAILED}
-    return parent.data.tags.get(metrics.STATE_TAG) or by_status.get(parent.info.status, parent.info.status)
+    return parent.data.tags.get(tags.STATE) or by_status.get(parent.info.status, parent.info.status)
 
 
 def format_table(rows: list[dict]) -> str:

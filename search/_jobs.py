@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tunelab import spaces
+from tunelab.trainables import tags
 
 # Never uploaded: local results and databases, environments, caches, prepared token files.
 EXCLUDES = [
@@ -81,8 +82,8 @@ def submit(address: str, file: str, overrides: Sequence[str] = (), name: str | N
         return c.submit_job(
             entrypoint=entrypoint(Path(search.file).name, [*overrides, *moved], name, storage or search.spec.storage),
             runtime_env={"working_dir": str(folder), "excludes": EXCLUDES, "env_vars": env},
-            metadata={"tunelab.search": name or search.spec.name, "tunelab.file": str(Path(search.file).resolve()),
-                      "tunelab.version": _version()},
+            metadata={tags.JOB_SEARCH: name or search.spec.name, tags.JOB_FILE: str(Path(search.file).resolve()),
+                      tags.JOB_VERSION: _version()},
         )
     except Exception as exc:
         raise JobError(f"{address}: submitting {path}: {_first_line(exc)}") from None
@@ -128,7 +129,7 @@ def travelling_data(search: spaces.Search, folder: Path | None = None) -> list[s
 def status(address: str, job_id: str) -> dict:
     info = _call(address, "get_job_info", job_id)
     return {"job_id": job_id, "status": str(info.status), "message": info.message,
-            "entrypoint": info.entrypoint, "search": (info.metadata or {}).get("tunelab.search")}
+            "entrypoint": info.entrypoint, "search": (info.metadata or {}).get(tags.JOB_SEARCH)}
 
 
 def logs(address: str, job_id: str) -> str:

@@ -19,7 +19,7 @@ from tunelab.search._paths import (RESERVE_FILE, SEARCH_FILE, STATE_FILE, claim,
                                    study_storage, write_state)
 from tunelab.search._searcher import EXHAUSTED_ATTR, first_feasible
 from tunelab.search._summary import Outcome, close_anyhow, describe, finish
-from tunelab.trainables import metrics
+from tunelab.trainables import tags
 __all__ = ["run", "fit_and_finish", "SearchExistsError", "SearchFailed", "SearchRunningError"]
 
 
@@ -147,20 +147,20 @@ def _exhausted(exp_dir: Path, search: spaces.Search) -> str | None:
 
 def _open_parent(client, exp_id: str, search: spaces.Search, exp_dir: Path, inputs: list) -> str:
     spec = search.spec
-    tags = {
-        _tracking.NOTE_TAG: describe(search) + "\n\n*Running*: the trials' table follows when the search ends.",
-        "tunelab.spec_hash": search.spec_hash,
-        "tunelab.trainable": spec.trainable,
-        "tunelab.sampler": spec.sampler.name,
-        "tunelab.scheduler": spec.scheduler.name,
-        "tunelab.storage": str(exp_dir),
-        "tunelab.overrides": " ".join(search.overrides),
-        metrics.LOG_PARAMS_TAG: ",".join(k for k, p in search.space.params.items() if p.kind.startswith("log")),
+    run_tags = {
+        tags.NOTE: describe(search) + "\n\n*Running*: the trials' table follows when the search ends.",
+        tags.SPEC_HASH: search.spec_hash,
+        tags.TRAINABLE: spec.trainable,
+        tags.SAMPLER: spec.sampler.name,
+        tags.SCHEDULER: spec.scheduler.name,
+        tags.STORAGE: str(exp_dir),
+        tags.OVERRIDES: " ".join(search.overrides),
+        tags.LOG_PARAMS: ",".join(k for k, p in search.space.params.items() if p.kind.startswith("log")),
     }
     commit = _tracking.git_commit(Path(__file__).resolve().parent)
     if commit:
-        tags["mlflow.source.git.commit"] = commit
-    run = client.create_run(exp_id, run_name=f"{spec.name} (search)", tags=tags)
+        run_tags["mlflow.source.git.commit"] = commit
+    run = client.create_run(exp_id, run_name=f"{spec.name} (search)", tags=run_tags)
     run_id = run.info.run_id
     client.log_text(run_id, search.text, f"search/{Path(search.file).name}")
     client.log_text(run_id, search.resolved_yaml(), "search/resolved.yaml")

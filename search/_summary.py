@@ -18,10 +18,10 @@ from tunelab.search._ends import Interruption
 from tunelab.search._paths import PENDING_FILE, load_study
 from tunelab.search._searcher import REASON_ATTR, STATUS_ATTR
 from tunelab.trainables import metrics
+from tunelab.trainables import tags
 
 log = logging.getLogger(__name__)
 
-STATE_REASON_TAG = "tunelab.state_reason"  # on the parent: why it is INTERRUPTED or FAILED, in a line
 # MLflow's status of the parent run for each state of the search: KILLED is MLflow's word for a run a
 # user stopped, which an interrupted search is.
 _PARENT_STATUS = {metrics.FINISHED_STATE: "FINISHED", metrics.INTERRUPTED_STATE: "KILLED", metrics.FAILED: "FAILED"}
@@ -259,19 +259,19 @@ def close_parent(client, parent: str, outcome: Outcome, infeasible: list) -> Non
     if any(not t.run_id for t in outcome.trials):
         outcome.name_trials(kids)
     _close_interrupted(client, kids, outcome)
-    tags = [_tracking.RunTag(f"tunelab.n_{k}", str(v)) for k, v in outcome.counts().items()]
-    tags.append(_tracking.RunTag(metrics.STATE_TAG, outcome.state))
+    run_tags = [_tracking.RunTag(tags.count(k), str(v)) for k, v in outcome.counts().items()]
+    run_tags.append(_tracking.RunTag(tags.STATE, outcome.state))
     if outcome.reason:
-        tags.append(_tracking.RunTag(STATE_REASON_TAG, outcome.reason))
+        run_tags.append(_tracking.RunTag(tags.STATE_REASON, outcome.reason))
     values = {f"n_{k}": v for k, v in outcome.counts().items()}
     if outcome.best is not None:
-        tags += [_tracking.RunTag("tunelab.best_trial", outcome.best.name or outcome.best.trial_id),
-                 _tracking.RunTag("tunelab.best_trial_id", outcome.best.trial_id),
-                 _tracking.RunTag("tunelab.best_run_id", outcome.best.run_id)]
-    tags.append(_tracking.RunTag(_tracking.NOTE_TAG, outcome.note(exp_id)))
+        run_tags += [_tracking.RunTag(tags.BEST_TRIAL, outcome.best.name or outcome.best.trial_id),
+                     _tracking.RunTag(tags.BEST_TRIAL_ID, outcome.best.trial_id),
+                     _tracking.RunTag(tags.BEST_RUN_ID, outcome.best.run_id)]
+    run_tags.append(_tracking.RunTag(tags.NOTE, outcome.note(exp_id)))
     ended = sum(v for k, v in outcome.counts().items() if k not in (metrics.INFEASIBLE, metrics.INTERRUPTED))
     now = int(time.time() * 1000)
-    client.log_batch(parent, metrics=[_tracking.Metric(k, float(v), now, ended) for k, v in values.items()], tags=tags)
+    client.log_batch(parent, metrics=[_tracking.Metric(k, float(v), now, ended) for k, v in values.items()], tags=run_tags)
     client.set_terminated(parent, _PARENT_STATUS[outcome.state])
     try:  # files, after the run's state: they go to the artifact store, which may be the disk that is full
         client.log_text(parent, outcome.table() + "\n", "report/summary.md")
@@ -289,8 +289,8 @@ def close_anyhow(client, experiment_id: str, parent: str, name: str, reason: str
         if run.info.status == "RUNNING":
             client.log_batch(run.info.run_id, tags=[_tracking.RunTag(_tracking.STATUS_TAG, metrics.INTERRUPTED)])
             client.set_terminated(run.info.run_id, _tracking.run_status(metrics.INTERRUPTED))
-    client.log_batch(parent, tags=[_tracking.RunTag(metrics.STATE_TAG, metrics.INTERRUPTED_STATE),
-                                   _tracking.RunTag(STATE_REASON_TAG, reason)])
+    client.log_batch(parent, tags=[_tracking.RunTag(tags.STATE, metrics.INTERRUPTED_STATE),
+                                   _tracking.RunTag(tags.STATE_REASON, reason)])
     client.set_terminated(parent, _PARENT_STATUS[metrics.INTERRUPTED_STATE])
 
 
@@ -309,9 +309,9 @@ def _close_interrupted(client, kids: list, outcome: Outcome) -> None:
 
 def reopen_interrupted(client, experiment_id: str, parent: str) -> None:
     """Before a resume: the parent and the interrupted trials' runs are RUNNING again."""
-    client.set_tag(parent, metrics.STATE_TAG, metrics.RUNNING)
-    if STATE_REASON_TAG in client.get_run(parent).data.tags:
-        client.delete_tag(parent, STATE_REASON_TAG)
+    client.set_tag(parent, tags.STATE, metrics.RUNNING)
+    if tags.STATE_REASON in client.get_run(parent).data.tags:
+        client.delete_tag(parent, tags.STATE_REASON)
     client.update_run(parent, status="RUNNING")
     for run in _tracking.children(client, experiment_id, parent):
         if run.data.tags.get(_tracking.STATUS_TAG) == metrics.INTERRUPTED:
@@ -321,4 +321,4 @@ def reopen_interrupted(client, experiment_id: str, parent: str) -> None:
 
 def is_closed(parent_run) -> bool:
     """Whether ``close_parent`` has written this parent run's summary."""
-    return parent_run.info.status == "FINISHED" and f"tunelab.n_{metrics.COMPLETED}" in parent_run.data.tags
+    return parent_run.info.status == "FINISHED" and tags.count(metrics.COMPLETED) in parent_run.data.tags

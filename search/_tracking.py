@@ -34,15 +34,12 @@ from ray.tune import Callback
 from tunelab.search import _ends
 from tunelab.search._artifacts import log_checkpoint_artifacts
 from tunelab.trainables import metrics
+from tunelab.trainables import tags
 
 log = logging.getLogger(__name__)
 
-TRIAL_ID_TAG = "tunelab.trial_id"
-STATUS_TAG = "tunelab.status"
-PARENT_TAG = "mlflow.parentRunId"
-RUN_NAME_TAG = "mlflow.runName"
-ERROR_TAG = "tunelab.error"
-TRAINABLE_TAG = "tunelab.trainable"  # on the parent run: the search's trainable
+TRIAL_ID_TAG, STATUS_TAG, ERROR_TAG, TRAINABLE_TAG = tags.TRIAL_ID, tags.STATUS, tags.ERROR, tags.TRAINABLE
+PARENT_TAG, RUN_NAME_TAG = tags.PARENT, tags.RUN_NAME
 # Seconds between attempts to reach a tracking server that stopped answering.
 RETRY_S = 15.0
 # The URI schemes of MLflow's own tracking stores (a plugin may add others, which client_for accepts).
@@ -50,7 +47,7 @@ USABLE_SCHEMES = ("sqlite:///PATH", "postgresql://", "mysql://", "mssql://", "ht
                   "databricks")
 # What a report carries besides the trainable's metrics that is worth a curve.
 _PROGRESS_KEYS = ("training_iteration", "time_total_s")
-NOTE_TAG = "mlflow.note.content"  # a run's description in the MLflow UI
+NOTE_TAG = tags.NOTE
 # MLflow's run status says whether the trial ran as told: finished, stopped by the scheduler or the
 # budget, diverged and out of memory are all outcomes of a trial that did its job (``tunelab.status``
 # tells them apart), so they end FINISHED; only a trial that raised ends FAILED. MLflow shows KILLED
@@ -450,14 +447,14 @@ class MLflowTracker(Callback):
             return run_id  # recorded already
         last = last if last is not None else trial.last_result
         best = self._trial_best(run_id)
-        tags = [RunTag(STATUS_TAG, status),
-                RunTag(NOTE_TAG, trial_note(status, last, best, self.metric, self.time_attr, why))]
+        end_tags = [RunTag(STATUS_TAG, status),
+                    RunTag(NOTE_TAG, trial_note(status, last, best, self.metric, self.time_attr, why))]
         if status == metrics.ERROR and trial.error_file and os.path.exists(trial.error_file):
             self.client.log_artifact(run_id, trial.error_file)
             with open(trial.error_file) as f:
-                tags.append(RunTag(ERROR_TAG, f.read()[-4000:]))
+                end_tags.append(RunTag(ERROR_TAG, f.read()[-4000:]))
         ts = int(time.time() * 1000)
-        self.client.log_batch(run_id, metrics=end_metrics(last, status, ts), tags=tags,
+        self.client.log_batch(run_id, metrics=end_metrics(last, status, ts), tags=end_tags,
                               params=self._due_params(run_id))
         self._params_due.pop(run_id, None)
         self.client.set_terminated(run_id, run_status(status))

@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 from mlflow.tracking import MlflowClient
 
 from tunelab.trainables import metrics
+from tunelab.trainables import tags
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
@@ -46,7 +47,7 @@ def view_state(metric: str, mode: str, sampled: Iterable[str]) -> dict:
     ``tunelab.status`` as columns (MLflow column keys: ``metrics.`name```, ``params.`name```, ...)."""
     key = sort_metric(metric)
     shown = [("metrics", key), *([("metrics", metric)] if key != metric else []),
-             *(("params", p) for p in sampled), ("tags", "tunelab.status"), ("attributes", "Dataset")]
+             *(("params", p) for p in sampled), ("tags", tags.STATUS), ("attributes", "Dataset")]
     columns = [f"{kind}.`{name}`" for kind, name in shown]
     return {
         "searchFilter": "", "orderByKey": f"metrics.`{key}`", "orderByAsc": mode == "min", "startTime": "ALL",

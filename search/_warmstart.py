@@ -43,8 +43,9 @@ from tunelab.search import _tracking
 from tunelab.search._paths import SEARCH_FILE, STUDY_FILE
 from tunelab.search._searcher import REASON_ATTR, open_storage
 from tunelab.trainables import metrics
+from tunelab.trainables import tags
 
-WARM_START_TAG = "tunelab.warm_start"  # on the parent run: where the trials came from, how many
+WARM_START_TAG = tags.WARM_START  # on the parent run: where the trials came from, how many
 SOURCE_ATTR = "warm_start"  # user attribute of every added trial: where it came from
 # Why a trial of the earlier search was not taken (the parent run's tag lists the counts).
 OUTSIDE = "outside the space"

@@ -129,13 +129,9 @@ STATUSES = (COMPLETED, STOPPED_EARLY, STATUS_DIVERGED, STATUS_OOM, INFEASIBLE, E
 # The end states of trials: the ones a search's end leaves.
 ENDED = frozenset(STATUSES) - {INTERRUPTED}
 
-# A search's state, as tag ``tunelab.state`` of its parent run (and in ``tunelab ls``): RUNNING while a
+# A search's state, as tag ``tags.STATE`` of its parent run (and in ``tunelab ls``): RUNNING while a
 # driver runs it; FINISHED once it has run its budget (MLflow: FINISHED); INTERRUPTED when a signal or
 # a fault ended it first (MLflow: KILLED), resumable; FAILED when it could not go on (MLflow: FAILED).
-STATE_TAG = "tunelab.state"
-# On the parent run: the sampled parameters whose distribution is logarithmic, comma-separated (the
-# report's slice plots give them a log axis).
-LOG_PARAMS_TAG = "tunelab.log_params"
 RUNNING, FINISHED_STATE, INTERRUPTED_STATE, FAILED = "RUNNING", "FINISHED", "INTERRUPTED", "FAILED"
 
 

@@ -130,7 +130,7 @@ def _parent(client, exp_id, name, trainable, metric, counts, start, scheduler="a
 
     run = client.create_run(exp_id, start_time=start, run_name=f"{name} (search)", tags={
         "tunelab.spec_hash": "0" * 16, "tunelab.trainable": trainable, "tunelab.sampler": "tpe",
-        "tunelab.scheduler": scheduler, metrics.LOG_PARAMS_TAG: log_params})
+        "tunelab.scheduler": scheduler, "tunelab.log_params": log_params})
     client.log_batch(run.info.run_id, params=[Param("metric", metric), Param("mode", "min")],
                      metrics=[Metric(f"n_{k}", float(v), start, 0) for k, v in counts.items()])
     return run.info.run_id

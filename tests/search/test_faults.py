@@ -152,7 +152,7 @@ def test_a_search_stopped_at_any_moment_resumes_without_repeating_a_config(tmp_p
         assert "Traceback" not in out
         assert f"tunelab: interrupted ({signal.Signals(sig).name}): " in out and " resume faults --storage " in out
         parent = search.parent()
-        assert parent.info.status == "KILLED" and parent.data.tags[metrics.STATE_TAG] == "INTERRUPTED"
+        assert parent.info.status == "KILLED" and parent.data.tags["tunelab.state"] == "INTERRUPTED"
         statuses = [(r.info.status, r.data.tags[_tracking.STATUS_TAG]) for r in search.children()]
         assert ("KILLED", metrics.INTERRUPTED) in statuses, statuses
         assert all(s in (("FINISHED", metrics.COMPLETED), ("KILLED", metrics.INTERRUPTED)) for s in statuses)
@@ -170,7 +170,7 @@ def test_a_search_stopped_at_any_moment_resumes_without_repeating_a_config(tmp_p
     assert all(t.state.is_finished() for t in study.trials)
     assert all(r.info.status != "RUNNING" for r in search.children())
     parent = search.parent()
-    assert parent.info.status == "FINISHED" and parent.data.tags[metrics.STATE_TAG] == "FINISHED"
+    assert parent.info.status == "FINISHED" and parent.data.tags["tunelab.state"] == "FINISHED"
     # The summary logged last is the one MLflow shows: 6 completed, none stopped early or interrupted.
     assert parent.data.metrics[f"n_{metrics.COMPLETED}"] == 6
     assert parent.data.metrics[f"n_{metrics.INTERRUPTED}"] == 0
@@ -280,7 +280,7 @@ def test_a_full_disk_interrupts_the_search_in_one_line_and_it_resumes_once_there
     errors = [line for line in out.splitlines() if line.startswith("tunelab: error:")]
     assert len(errors) == 1 and "the disk is full" in errors[0] and " resume faults --storage " in errors[0]
     parent = search.parent()
-    assert parent.info.status == "KILLED" and parent.data.tags[metrics.STATE_TAG] == "INTERRUPTED"
+    assert parent.info.status == "KILLED" and parent.data.tags["tunelab.state"] == "INTERRUPTED"
     assert all(r.info.status != "RUNNING" for r in search.children())
 
     (small_disk / "filler").unlink()  # room again

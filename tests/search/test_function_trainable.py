@@ -106,8 +106,8 @@ def test_an_objective_the_first_report_lacks_stops_the_search_with_one_line(ray_
     client = _tracking.client_for(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("fn").experiment_id])
     assert runs and all(r.info.status != "RUNNING" for r in runs)  # nothing left open
-    (parent,) = [r for r in runs if metrics.STATE_TAG in r.data.tags]
-    assert parent.info.status == "FAILED" and parent.data.tags[metrics.STATE_TAG] == "FAILED"
+    (parent,) = [r for r in runs if "tunelab.state" in r.data.tags]
+    assert parent.info.status == "FAILED" and parent.data.tags["tunelab.state"] == "FAILED"
     assert main(["ls", "--storage", str(tmp_path / "runs")]) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[:2] == ["fn", "FAILED"]
 
