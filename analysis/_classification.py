@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from tunelab.analysis._curves import PANELS, plot_curves
 from tunelab.analysis._errors import AnalysisError
-from tunelab.analysis._plot import Plot
+from tunelab.analysis._plot import Plot, with_trial_names
 from tunelab.analysis._schema import metric_mode, search_info
 from tunelab.analysis._tables import trial_table
 from tunelab.trainables import metrics
@@ -86,8 +86,8 @@ def classification_blocks(runs: pa.Table, history: pa.Table) -> list[tuple]:
         runs, history: the tables of ``load``.
     """
     blocks: list[tuple] = [("h", 2, "Classification")]
-    blocks.append(("table", accuracy_table(runs, history),
-                   "Seed report 001's table: each trial's best validation accuracy, with the training "
+    blocks.append(("table", with_trial_names(accuracy_table(runs, history), runs),
+                   "Each trial's best validation accuracy, with the training "
                    "accuracy and both losses at that epoch, parameters, peak memory (MB) and the test "
                    "accuracy of its best-val weights; best first."))
     for x in (metrics.EPOCH, metrics.WALL_S):

@@ -15,7 +15,7 @@ Repeated configs (every varied parameter alike but the seed) are aggregated as m
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -208,8 +208,3 @@ def mean_std(mean: float, std: float, fmt: str = ".3g") -> str:
     if std is None or (isinstance(std, float) and math.isnan(std)):
         return format(mean, fmt)
     return f"{mean:{fmt}} ± {std:{fmt}}"
-
-
-def config_label(row: Mapping[str, Any], by: Sequence[str]) -> str:
-    """'model=gpt d_model=128': a config's varied parameters."""
-    return " ".join(f"{k}={row[k]}" for k in by)

@@ -131,6 +131,14 @@ def trial_names(runs: pa.Table) -> dict[str, str]:
     return {t: ((n or "").split(" ")[0] or t) for n, t in zip(names, trials)}
 
 
+def with_trial_names(table, runs: pa.Table):
+    """A table (pandas) with its ``trial_id`` column as ``trial``: t003, the name the figures and MLflow use."""
+    if "trial_id" not in table.columns:
+        return table
+    names = trial_names(runs)
+    return table.assign(trial_id=table["trial_id"].map(lambda t: names.get(t, t))).rename(columns={"trial_id": "trial"})
+
+
 def trial_labels(runs: pa.Table) -> dict[str, str]:
     """run_id -> a legend label: the run name ("t003 lr=0.52 dropout=0.31"), else the trial id."""
     ids = runs.column("run_id").to_pylist()

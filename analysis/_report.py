@@ -28,7 +28,7 @@ from tunelab.analysis._isoflop import BUDGET_PARAM, plot_isoflop
 from tunelab.analysis._load import load
 from tunelab.analysis._pareto import plot_pareto
 from tunelab.analysis._parquet import to_parquet
-from tunelab.analysis._plot import Plot, trial_names
+from tunelab.analysis._plot import Plot, with_trial_names
 from tunelab.analysis._schema import SEED, search_info
 from tunelab.analysis._tables import format_mean_std, seed_table, status_counts, to_html, to_markdown, top_k, trial_table
 from tunelab.trainables import metrics
@@ -118,8 +118,7 @@ def build_blocks(runs: pa.Table, history: pa.Table, *, top: int = 5) -> list[tup
     metric, mode = info["metric"], info["mode"]
     parent_tags = info["parent_tags"]
     blocks: list[tuple] = [("h", 1, f"Search report: {info.get('experiment', '')}")]
-    names = trial_names(runs)
-    table = _named(trial_table(runs, history), names)
+    table = with_trial_names(trial_table(runs, history), runs)
     ranked = table.sort_values(f"best_{metric}", ascending=(mode == "min"), na_position="last")
     facts = [
         f"Parent run `{info.get('parent_run_id')}` ({info.get('parent_run_name')}), "
@@ -141,11 +140,11 @@ def build_blocks(runs: pa.Table, history: pa.Table, *, top: int = 5) -> list[tup
     blocks.append(("h", 2, "Trials"))
     blocks.append(("table", status_counts(runs), "How the trials ended. Infeasible configs were rejected "
                    "by the trainable's check before training and have no run of their own."))
-    blocks.append(("table", _named(top_k(runs, history, top), names),
+    blocks.append(("table", with_trial_names(top_k(runs, history, top), runs),
                    f"The {min(top, runs.num_rows)} best trials by their best {metric}."))
     blocks.append(("table", table, f"Every trial in start order: its varied parameters, its best {metric}, "
                    "and at that same report the training counterpart, epoch and wall-clock seconds; "
-                   "peak memory (MB) over the trial and parameter count (seed report 000's tables)."))
+                   "peak memory (MB) over the trial and its parameter count."))
     seeds = seed_table(runs, history)
     if SEED in runs.column_names and (seeds["n"] > 1).any():
         blocks.append(("h", 2, "Repeated configs"))
@@ -183,13 +182,6 @@ def build_blocks(runs: pa.Table, history: pa.Table, *, top: int = 5) -> list[tup
         if block[0] == "figure":
             blocks.append(("pre", str(block[1].data)))
     return blocks
-
-
-def _named(table: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
-    """The table with its ``trial_id`` column as ``trial``: t003, the name the figures and MLflow use."""
-    if "trial_id" not in table.columns:
-        return table
-    return table.assign(trial_id=table["trial_id"].map(lambda t: names.get(t, t))).rename(columns={"trial_id": "trial"})
 
 
 def _figure(make, what: str) -> tuple:

@@ -9,7 +9,7 @@ import importlib
 
 _EXPORTS = {
     "MissingObjective": "tunelab.search._ends", "run_search": "tunelab.search._api",
-    "FlopBudgetStopper": "tunelab.search._budget", "InfeasibleSpaceError": "tunelab.search._searcher",
+    "FlopBudgetStopper": "tunelab.search._budget",
     "MLflowTracker": "tunelab.search._tracking", "OptunaSearcher": "tunelab.search._searcher", "Outcome": "tunelab.search._summary",
     "SearchExistsError": "tunelab.search._run", "TrackingError": "tunelab.search._tracking", "load_study": "tunelab.search._paths",
     "SearchFailed": "tunelab.search._errors", "SearchRunningError": "tunelab.search._errors",

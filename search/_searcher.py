@@ -126,10 +126,6 @@ def _ray_trials(exp_dir: Path) -> set[str] | None:
         return None
 
 
-class InfeasibleSpaceError(RuntimeError):
-    """The sampler keeps proposing configs the trainable rejects."""
-
-
 def first_feasible(space: Callable[[optuna.Trial], dict[str, Any]], base_config: Mapping[str, Any],
                    check: Callable[[dict[str, Any]], str | None], draws: int = MAX_INFEASIBLE_IN_A_ROW,
                    seed: int = 0) -> str | None:

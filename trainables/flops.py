@@ -87,17 +87,6 @@ def gpt_flops_per_token(cfg: Any, seq_len: int | None = None) -> int:
     return 3 * forward
 
 
-def gpt_forward_flops(cfg: Any, batch_size: int, seq_len: int) -> int:
-    """Forward-only FLOPs of one (batch_size, seq_len) batch; a third of the training count.
-
-    Args:
-        cfg: as for ``gpt_flops_per_token``.
-        batch_size: sequences in the batch.
-        seq_len: tokens per sequence.
-    """
-    return gpt_flops_per_token(cfg, seq_len) // 3 * batch_size * seq_len
-
-
 # --- Vision Transformer ---------------------------------------------------------------------------
 
 

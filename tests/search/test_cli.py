@@ -29,6 +29,11 @@ def test_inspect_sizes_report_003s_final_model(capsys):
     assert out["from_space"] == {}
 
 
+def test_inspect_names_the_peak_learning_rate_once(capsys):
+    out = _inspect(capsys, *REPORT_003, "lr_ratio=null", "max_lr=2e-3")
+    assert out["config"]["max_lr"] == 2e-3 and "peak_lr" not in out  # max_lr is the peak: said once
+
+
 def test_inspect_reports_an_infeasible_model_with_its_reason(capsys):
     out = _inspect(capsys, "n_embd=64", "n_layer=2", "n_head=2", "n_positions=32", "batch_size=32", "min_lr=1e-3")
     assert out["feasible"] is False

@@ -57,3 +57,5 @@ def test_the_report_has_seed_001s_table(vit_search, tmp_path):
     md = (out / "report.md").read_text()
     for text in ("## Classification", "best_val_acc", "train_acc_at_best", "accuracy_epoch.png", "accuracy_wall_s.png"):
         assert text in md, text
+    section = md.split("## Classification")[1]
+    assert "| trial | status |" in section and "| t000 |" in section  # trials named as in MLflow, not by Ray id

@@ -348,7 +348,9 @@ def summary(cfg: GPTConfig) -> dict[str, Any]:
         "tokens": steps * cfg.tokens_per_step,
         "flops": steps * cfg.flops_per_step,
         "evaluations": len(eval_steps(cfg)),
-        "peak_lr": cfg.peak_lr,
+        # The peak learning rate when it is derived (lr_ratio × min_lr: max_lr is then unused); else
+        # it is max_lr, which the config shows already.
+        **({"peak_lr": cfg.peak_lr} if cfg.lr_ratio is not None else {}),
         "memory_estimate_mb": round(memory_estimate_mb(cfg), 1),
     }
 
