@@ -1,7 +1,7 @@
 """Faults a user can cause, driven as a user causes them: real signals to a real `tunelab` process,
 two terminals starting one search, a disk that fills up, a space with no feasible config (an
 objective the trainable never reports: test_function_trainable.py). Each ends with one line, an exit status that says what
-happened, and records that say it too (README: "When things go wrong")."""
+happened, and records that say it too (README: "When things fail")."""
 
 from __future__ import annotations
 
