@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
+from tunelab.search._ends import RAY_ENDED
 from tunelab.trainables import metrics
 
 RAY_LOG = "ray.log"
@@ -196,7 +197,7 @@ class LiveConsole(Callback):
             return
         self._counted = True
         for trial in trials:
-            if trial.status in ("TERMINATED", "ERROR"):
+            if trial.status in RAY_ENDED:
                 self._ended += 1
                 best = trial.metric_analysis.get(self.metric, {}).get(self.mode)
                 if isinstance(best, (int, float)) and math.isfinite(best) and (

@@ -110,6 +110,8 @@ class ObjectiveCheck(Stopper):
         return {**self.__dict__, "problem": None}
 
 
+# The statuses of a Ray trial that has ended (the others, PENDING, RUNNING, PAUSED, will run on).
+RAY_ENDED = ("TERMINATED", "ERROR")
 # errno values that say the results' disk (or the user's quota on it) is full.
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _FULL_TEXT = re.compile(r"\[Errno (%s)\]|No space left on device|Disk quota exceeded|File too large"
@@ -240,12 +242,15 @@ class _SaveWatch(logging.Handler):
         error = record.exc_info[1] if record.exc_info else None
         now = _ACTIVE
         if now is not None and error is not None and disk_full(error):
-            now.fault_seen(f"the disk is full: Ray could not save the search's state ({_last_line(error)})")
+            now.fault_seen(f"the disk is full: Ray could not save the search's state ({error_line(error)})")
 
 
-def _last_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return (lines[-1] if lines else type(error).__name__)[:200]
+def error_line(error: BaseException | None) -> str | None:
+    """What was raised, in one line: the last line of the traceback Ray carries ("ValueError: ...")."""
+    if error is None:
+        return None
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:300]
 
 
 class InterruptWatch(Callback):

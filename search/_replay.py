@@ -19,6 +19,7 @@ from ray import tune
 
 from tunelab import spaces
 from tunelab.search import _tracking
+from tunelab.search._ends import RAY_ENDED
 from tunelab.search._paths import PENDING_FILE, load_study
 from tunelab.search._searcher import RAY_TRIAL_ATTR, end_stopped as tell_stopped
 
@@ -57,6 +58,6 @@ def end_stopped(exp_dir: Path, search: spaces.Search) -> set[str]:
     if not running:
         return set()
     ended = {t.trial_id: (t.last_result, t.status == "ERROR") for t in tune.ExperimentAnalysis(str(exp_dir)).trials
-             if t.trial_id in running and t.status in ("TERMINATED", "ERROR")}
+             if t.trial_id in running and t.status in RAY_ENDED}
     tell_stopped(study, ended, search.spec.metric)
     return set(ended)

@@ -10,7 +10,7 @@ from ray import tune
 from tunelab import spaces
 from tunelab.search import _console, _replay, _tracking, _tuner
 from tunelab.search._paths import SEARCH_FILE, STATE_FILE, claim, read_state
-from tunelab.search._summary import Outcome, close_parent, is_closed, reopen_interrupted, summarize
+from tunelab.search._summary import Outcome, close_parent, is_closed, reopen_interrupted, summarize, unfinished
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,8 @@ def _sync(state: dict, exp_dir: Path) -> Outcome:
         raise spaces.SpecError(str(exp_dir / STATE_FILE), "tracking_uri",
                                f"cannot use MLflow at {uri}: {str(exc).splitlines()[0]}") from None
     analysis = _replay.replay(exp_dir, search, state["experiment_id"], parent)
-    unfinished = {Path(t.path).name: t.trial_id for t in analysis.trials if t.status not in ("TERMINATED", "ERROR")}
-    outcome, infeasible = summarize(tune.ResultGrid(analysis), search, exp_dir, parent, unfinished)
-    if not is_closed(parent_run) and all(t.status in ("TERMINATED", "ERROR") for t in analysis.trials):
+    caught = unfinished(analysis.trials)
+    outcome, infeasible = summarize(tune.ResultGrid(analysis), search, exp_dir, parent, caught)
+    if not is_closed(parent_run) and not caught:
         close_parent(client, parent, outcome, infeasible)
     return outcome

@@ -17,7 +17,7 @@ from tunelab.search._ends import Interruption, MissingObjective
 from tunelab.search._errors import SearchFailed, SearchRunningError
 from tunelab.search._paths import (RESERVE_FILE, SEARCH_FILE, STATE_FILE, claim, experiment_dir, load_study,
                                    study_storage, write_state)
-from tunelab.search._searcher import EXHAUSTED_ATTR, first_feasible
+from tunelab.search._searcher import EXHAUSTED_ATTR, MAX_INFEASIBLE_IN_A_ROW, first_feasible
 from tunelab.search._summary import Outcome, close_anyhow, describe, finish
 from tunelab.trainables import tags
 __all__ = ["run", "fit_and_finish", "SearchExistsError", "SearchFailed", "SearchRunningError"]
@@ -68,7 +68,8 @@ def _check_feasible(search: spaces.Search) -> None:
                             lambda config: search.entry.check(config, dict(search.spec.constraints)))
     if reason is not None:
         raise spaces.SpecError(search.file, "constraints",
-                               f"no config of the space is feasible: none of 200 drawn at random passed the "
+                               f"no config of the space is feasible: none of {MAX_INFEASIBLE_IN_A_ROW} drawn at "
+                               "random passed the "
                                f"trainable's check (the first: {reason}); loosen the space or its constraints")
 
 

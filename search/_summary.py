@@ -14,7 +14,7 @@ from ray import tune
 
 from tunelab import spaces
 from tunelab.search import _replay, _tracking
-from tunelab.search._ends import Interruption
+from tunelab.search._ends import RAY_ENDED, Interruption, error_line
 from tunelab.search._paths import PENDING_FILE, load_study
 from tunelab.search._searcher import REASON_ATTR, STATUS_ATTR
 from tunelab.trainables import metrics
@@ -172,9 +172,8 @@ def finish(grid: tune.ResultGrid | None, search: spaces.Search, exp_dir: Path, c
     snapshot = _snapshot(exp_dir) if interrupted or grid is None else None
     if grid is None:
         grid = [] if snapshot is None else tune.ResultGrid(snapshot)
-    unfinished = {Path(t.path).name: t.trial_id for t in (snapshot.trials if snapshot and interrupted else [])
-                  if t.status not in ("TERMINATED", "ERROR")}
-    outcome, infeasible = summarize(grid, search, exp_dir, parent, unfinished)
+    caught = unfinished(snapshot.trials) if snapshot and interrupted else {}
+    outcome, infeasible = summarize(grid, search, exp_dir, parent, caught)
     if failure is not None:
         outcome.state, outcome.reason = metrics.FAILED, failure
     elif interrupted:
@@ -200,6 +199,12 @@ def _snapshot(exp_dir: Path) -> tune.ExperimentAnalysis | None:
         return tune.ExperimentAnalysis(str(exp_dir))
     except (ValueError, FileNotFoundError, OSError):
         return None
+
+
+def unfinished(trials) -> dict[str, str]:
+    """The Ray trials (of a saved experiment) that have not ended, by the name of their folder (a trial
+    that never reported has no id in its result, only its folder): what ``summarize`` calls interrupted."""
+    return {Path(t.path).name: t.trial_id for t in trials if t.status not in RAY_ENDED}
 
 
 def summarize(grid, search: spaces.Search, exp_dir: Path, parent: str,
@@ -237,14 +242,6 @@ def summarize(grid, search: spaces.Search, exp_dir: Path, parent: str,
     outcome = Outcome(spec.name, exp_dir, search.tracking_uri, parent, spec.metric, spec.mode, trials,
                       len(infeasible), best, about=describe(search))
     return outcome, infeasible
-
-
-def error_line(error: BaseException | None) -> str | None:
-    """What a trial raised, in one line: the last line of the traceback Ray carries ("ValueError: ...")."""
-    if error is None:
-        return None
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    return (lines[-1] if lines else type(error).__name__)[:300]
 
 
 def close_parent(client, parent: str, outcome: Outcome, infeasible: list) -> None:
