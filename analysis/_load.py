@@ -231,7 +231,8 @@ def _history_table(rows: Iterable[tuple]) -> pa.Table:
 
 
 def _runs_table(children: Sequence[Any], history: pa.Table, info: dict[str, Any]) -> pa.Table:
-    last, best, iterations = _summaries(history)
+    objective = (info["parent_params"].get("metric"), info["parent_params"].get("mode"))
+    last, best, iterations = _summaries(history, objective)
     keys = sorted({k for (_, k) in last})
     param_names = sorted({k for r in children for k in r.data.params})
     reserved = set(RUN_COLUMNS) | {f"last_{k}" for k in keys} | {f"best_{k}" for k in keys}
@@ -258,14 +259,15 @@ def _runs_table(children: Sequence[Any], history: pa.Table, info: dict[str, Any]
     for key in keys:
         data[f"last_{key}"] = pa.array([last.get((i, key)) for i in ids], pa.float64())
     for key in keys:
-        if metric_mode(key):
+        if metric_mode(key, *objective):
             data[f"best_{key}"] = pa.array([best.get((i, key)) for i in ids], pa.float64())
     meta = {**info, "params": [columns[n] for n in param_names]}
     return pa.table(data).replace_schema_metadata({META_KEY: json.dumps(meta, default=str).encode()})
 
 
-def _summaries(history: pa.Table) -> tuple[dict, dict, dict]:
-    """Per (run, key): the value at the largest step and the best finite value; per run: largest step."""
+def _summaries(history: pa.Table, objective: tuple[str | None, str | None]) -> tuple[dict, dict, dict]:
+    """Per (run, key): the value at the largest step and the best finite value; per run: largest step.
+    ``objective``: the search's metric and mode (the direction of a metric outside the vocabulary)."""
     last: dict[tuple[str, str], float] = {}
     best: dict[tuple[str, str], float] = {}
     iterations: dict[str, int] = {}
@@ -273,7 +275,7 @@ def _summaries(history: pa.Table) -> tuple[dict, dict, dict]:
     for run_id, key, step, value in zip(*cols):  # sorted by run, key, step, timestamp: the last wins
         last[(run_id, key)] = value
         iterations[run_id] = max(step, iterations.get(run_id, step))
-        mode = metric_mode(key)
+        mode = metric_mode(key, *objective)
         if mode and math.isfinite(value):
             old = best.get((run_id, key))
             if old is None or (value < old if mode == "min" else value > old):

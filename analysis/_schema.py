@@ -23,21 +23,19 @@ RUN_COLUMNS = (
 )
 
 
-def metric_mode(key: str) -> str | None:
+def metric_mode(key: str, objective: str | None = None, mode: str | None = None) -> str | None:
     """Which way a metric improves: "min" for losses and perplexities, "max" for accuracies.
 
     Args:
         key: a metric name such as ``val_ppl``.
+        objective, mode: the search's objective and its mode: a metric outside tunelab's vocabulary
+            (a lab's own) has a direction when it is the objective.
 
     Returns:
         "min", "max", or None for counters and other metrics that have no better direction
         (``epoch``, ``flops``, ``wall_s``, ``mem_peak_mb`` ...); those get no ``best_`` column.
     """
-    if key.endswith(("loss", "ppl")):
-        return "min"
-    if key.endswith("acc"):
-        return "max"
-    return None
+    return metrics.direction(key) or (mode if key == objective else None)
 
 
 def search_info(runs: pa.Table) -> dict[str, Any]:

@@ -248,8 +248,9 @@ def _check_metrics(file: str, spec: Spec, entry: trainables.Entry) -> None:
     """The objective and the scheduler's progress attribute are names the trainable reports.
 
     A built-in trainable declares its metrics, so a misspelt objective fails here. An open one (a
-    plain function) may report any name; outside the built-in vocabulary nothing says whether more is
-    better, so ``mode`` must be given."""
+    plain function) may report any name. Without ``mode``, the objective goes the way the vocabulary
+    says (``metrics.direction``: accuracies up, losses down); for a name it gives no direction (a
+    lab's own, a counter) ``mode`` must be given."""
     if entry.metrics is not None:
         if spec.metric not in entry.metrics:
             raise SpecError(file, "metric", f"unknown metric {spec.metric!r}; trainable {entry.name!r} reports: "
@@ -257,9 +258,12 @@ def _check_metrics(file: str, spec: Spec, entry: trainables.Entry) -> None:
         if spec.scheduler.time_attr not in entry.metrics + _PROGRESS_ATTRS:
             raise SpecError(file, "scheduler.time_attr", f"unknown progress attribute {spec.scheduler.time_attr!r}; "
                             f"expected one of: {', '.join(_PROGRESS_ATTRS + entry.metrics)}")
-    elif spec.metric not in metrics.ALL and "mode" not in spec.model_fields_set:
-        raise SpecError(file, "mode", f"required for the metric {spec.metric!r}, which is not one of tunelab's own: "
-                        "expected min or max")
+    if "mode" not in spec.model_fields_set:
+        mode = metrics.direction(spec.metric)
+        if mode is None:
+            raise SpecError(file, "mode", f"required for the metric {spec.metric!r}, which has no direction in "
+                            "tunelab's vocabulary: expected min or max")
+        spec.mode = mode
 
 
 def _validate(file: str, spec: Spec, entry: trainables.Entry) -> dict[str, Any]:

@@ -35,3 +35,23 @@ def test_the_tags_module_holds_the_names_the_records_use():
         "tunelab.trial_id", "tunelab.status", "tunelab.state", "tunelab.log_params")
     assert tags.count("completed") == "tunelab.n_completed"
     assert LITERAL.search('x = "tunelab.status"') and LITERAL.search('f"tunelab.n_{k}"')
+
+
+def test_every_metric_a_trainable_reports_has_its_direction_in_the_vocabulary():
+    from tunelab.trainables import REGISTRY, metrics
+
+    reported = set(metrics.ALL).union(*(e.metrics or () for e in REGISTRY.values()))
+    for key in sorted(reported):
+        name = key.removesuffix("_o2").removesuffix("_o3")  # a loss or accuracy of one operation order
+        expected = "min" if name.endswith(("loss", "ppl")) else "max" if name.endswith("acc") else None
+        assert metrics.direction(key) == expected, key
+    assert metrics.direction("train_loss_t_f") is None  # a step, whatever its name says
+    assert metrics.direction("val_mae") is None  # outside the vocabulary
+
+
+def test_analysis_takes_a_metric_outside_the_vocabulary_the_way_its_search_went():
+    from tunelab.analysis import metric_mode
+
+    assert metric_mode("val_acc") == "max" and metric_mode("val_mae") is None
+    assert metric_mode("val_mae", "val_mae", "min") == "min"  # the search's own objective
+    assert metric_mode("val_rmse", "val_mae", "min") is None

@@ -58,8 +58,7 @@ BY_ORDER = {
 # Non-embedding compute so far, C = P·B·T (seed 002): n_params_nonembed × training sequences drawn.
 COMPUTE = "compute"
 # t_f, the optimizer step at which an extremum is reached (seed 002): the step of the minimum loss,
-# the first step of the maximum accuracy, over the trial's evaluations. The names end in "_t_f", not
-# in "loss"/"acc", so nothing mistakes them for losses or accuracies (analysis._schema.metric_mode).
+# the first step of the maximum accuracy, over the trial's evaluations. Steps: no direction.
 TRAIN_LOSS_T_F = "train_loss_t_f"
 VAL_LOSS_T_F = "val_loss_t_f"
 TRAIN_ACC_T_F = "train_acc_t_f"
@@ -89,6 +88,12 @@ ALL = COMMON + ARITH
 # 0/1 flags once, with the trial's last step.
 CONSTANTS = frozenset({PARAMS, PARAMS_NONEMBED})
 FLAGS = frozenset({DIVERGED, OOM, FINISHED})
+# Which way each metric of the vocabulary improves: a search's objective needs no ``mode`` when it is
+# one of these, and ``analysis`` keeps each trial's best of them. Counters and costs (epoch, flops,
+# wall_s, n_params, the t_f steps...) have no better direction.
+MINIMISE = frozenset({TRAIN_LOSS, VAL_LOSS, TRAIN_PPL, VAL_PPL, TEST_PPL, BEST_VAL_PPL,
+                      TRAIN_LOSS_O2, VAL_LOSS_O2, TRAIN_LOSS_O3, VAL_LOSS_O3})
+MAXIMISE = frozenset({TRAIN_ACC, VAL_ACC, TEST_ACC, TRAIN_ACC_O2, VAL_ACC_O2, TRAIN_ACC_O3, VAL_ACC_O3})
 # Perplexities span orders of magnitude (a diverged trial reaches 1e6): every figure draws them on a
 # log axis.
 PERPLEXITIES = frozenset({TRAIN_PPL, VAL_PPL, TEST_PPL, BEST_VAL_PPL})
@@ -107,6 +112,16 @@ def best_so_far(metric: str) -> str:
 def trial_value(metric: str) -> str:
     """The parent's curve of each ended trial's own best objective (``trial_val_ppl``)."""
     return f"trial_{metric}"
+
+
+def direction(key: str) -> str | None:
+    """Which way a metric of the vocabulary improves: "min", "max", or None (a counter, a cost, or a
+    name outside the vocabulary, such as a lab's own metric: its search file says with ``mode``)."""
+    if key in MINIMISE:
+        return "min"
+    if key in MAXIMISE:
+        return "max"
+    return None
 
 
 def is_perplexity(key: str) -> bool:

@@ -119,6 +119,12 @@ def test_an_open_metric_needs_a_mode_and_a_built_in_trainable_s_misspelt_one_fai
         spaces.load(no_mode, entry=entry)
     assert spaces.load(no_mode, ["mode=max"], entry=entry).spec.mode == "max"
     assert spaces.load({**no_mode, "metric": "val_loss"}, entry=entry).spec.mode == "min"  # tunelab's own name
+    # the vocabulary's direction, without mode: an accuracy is maximised; a counter has none
+    assert spaces.load({**no_mode, "metric": "val_acc"}, entry=entry).spec.mode == "max"
+    with pytest.raises(spaces.SpecError, match="mode: required for the metric 'epoch', which has no direction"):
+        spaces.load({**no_mode, "metric": "epoch"}, entry=entry)
+    vit = spaces.load("vit_digits", ["mode=min"]).spec
+    assert (vit.metric, vit.mode) == ("val_acc", "min")  # a mode given is kept, whatever the vocabulary says
     synthetic = {"name": "s", "trainable": "synthetic", "metric": "val_acc", "mode": "max"}
     with pytest.raises(spaces.SpecError, match="unknown metric 'val_acc'; trainable 'synthetic' reports: epoch"):
         spaces.load(synthetic)
