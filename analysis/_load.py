@@ -35,7 +35,6 @@ TRIAL_ID_TAG, STATUS_TAG = tags.TRIAL_ID, tags.STATUS
 DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 # MLflow's SQL store keeps +-inf as +-DBL_MAX and NaN as 0 with is_nan set; both are undone here.
 _DBL_MAX = 1.7976931348623157e308
-_CHUNK = 500  # run ids per IN (...) query; SQLite allows 32,766 bound variables, old builds 999
 _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(nan|inf|infinity)", re.IGNORECASE)
 _NULLS = ("None", "")
@@ -91,19 +90,17 @@ def load(
     """
     from mlflow.tracking import MlflowClient
 
+    from tunelab import _mlflow
+
     uri = _resolve_uri(tracking_uri)
     client = MlflowClient(tracking_uri=uri)
     try:
         exp = client.get_experiment_by_name(experiment)
     except Exception as exc:  # the client raises many types for "cannot reach the store"
-        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "error code 401" in why:
-            why = ("the server refused the login (HTTP 401): set MLFLOW_TRACKING_USERNAME and "
-                   "MLFLOW_TRACKING_PASSWORD to a login on it")
-        raise AnalysisError(f"cannot read MLflow at {uri}: {why}") from None
+        raise AnalysisError(f"cannot read MLflow at {uri}: {_mlflow.first_line(exc)}") from None
     if exp is None:
         raise AnalysisError(f"no MLflow experiment named {experiment!r} at {uri}")
-    all_runs = _all_runs(client, exp.experiment_id)
+    all_runs = _mlflow.all_runs(client, exp.experiment_id)
     parent, children = _pick_search(all_runs, experiment, parent_run)
     children.sort(key=lambda r: (r.info.start_time or 0, r.info.run_name or ""))
     run_ids = [r.info.run_id for r in children]
@@ -147,16 +144,6 @@ def _scheme(uri: str) -> str:
     return urlparse(uri).scheme.split("+")[0]  # postgresql+psycopg2 -> postgresql
 
 
-def _all_runs(client, experiment_id: str) -> list:
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
 def _pick_search(all_runs: list, experiment: str, parent_run: str | None) -> tuple[Any, list]:
     by_id = {r.info.run_id: r for r in all_runs}
     children: dict[str, list] = defaultdict(list)
@@ -180,28 +167,11 @@ def _pick_search(all_runs: list, experiment: str, parent_run: str | None) -> tup
 
 
 def _history_sql(uri: str, run_ids: Sequence[str]) -> pa.Table:
-    """Every metric row of ``run_ids``, straight from the SQL store's ``metrics`` table.
+    """Every metric row of ``run_ids``, straight from the SQL store's ``metrics`` table."""
+    from tunelab import _private
 
-    The query is built with SQLAlchemy's expression language, not written as SQL text, so each
-    dialect quotes the column names that are keywords in it (``key``, ``value``, ``timestamp``) and
-    binds the id list its own way: the same code reads SQLite, PostgreSQL, MySQL and SQL Server stores.
-    """
-    import sqlalchemy as sa
-
-    table = sa.table("metrics", *(sa.column(c) for c in ("run_uuid", "key", "step", "value", "timestamp", "is_nan")))
-    query = sa.select(table.c.run_uuid, table.c.key, table.c.step, table.c.value, table.c.timestamp,
-                      table.c.is_nan).where(table.c.run_uuid.in_(sa.bindparam("ids", expanding=True)))
-    engine = sa.create_engine(uri)
-    rows: list = []
-    try:
-        with engine.connect() as conn:
-            for i in range(0, len(run_ids), _CHUNK):
-                rows.extend(conn.execute(query, {"ids": list(run_ids[i:i + _CHUNK])}).fetchall())
-    finally:
-        engine.dispose()
-    return _history_table(
-        (r[0], r[1], int(r[2]), math.nan if r[5] else _unclamp(float(r[3])), int(r[4])) for r in rows
-    )
+    return _history_table((run, key, step, _unclamp(value), ts)
+                          for run, key, step, value, ts in _private.metric_rows(uri, run_ids))
 
 
 def _history_client(client, runs: Sequence[Any]) -> pa.Table:

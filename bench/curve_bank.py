@@ -138,7 +138,7 @@ def bank_tables(runs: pa.Table, history: pa.Table, grid: Sequence[str]) -> tuple
     rows = sorted(points)
     hist = {"trial": pa.array([t for t, _ in rows], pa.int32()), "iteration": pa.array([s for _, s in rows], pa.int32())}
     for key in HISTORY_KEYS:
-        # MLflow holds the 0/1 flags once, at a trial's last step (search/_tracking.py): 0 before it.
+        # MLflow holds the 0/1 flags once, at a trial's last step (search/_children.py): 0 before it.
         missing = 0 if key in M.FLAGS else None
         values = [points[r].get(key, missing) for r in rows]
         if key in (M.STEP, M.TOKENS, M.DIVERGED, M.FINISHED):

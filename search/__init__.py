@@ -10,8 +10,8 @@ import importlib
 _EXPORTS = {
     "MissingObjective": "tunelab.search._ends", "run_search": "tunelab.search._api",
     "FlopBudgetStopper": "tunelab.search._budget",
-    "MLflowTracker": "tunelab.search._tracking", "OptunaSearcher": "tunelab.search._searcher", "Outcome": "tunelab.search._summary",
-    "SearchExistsError": "tunelab.search._run", "TrackingError": "tunelab.search._tracking", "load_study": "tunelab.search._paths",
+    "MLflowTracker": "tunelab.search._children", "OptunaSearcher": "tunelab.search._searcher", "Outcome": "tunelab.search._summary",
+    "SearchExistsError": "tunelab.search._run", "TrackingError": "tunelab._mlflow", "load_study": "tunelab.search._paths",
     "SearchFailed": "tunelab.search._errors", "SearchRunningError": "tunelab.search._errors",
     "resume": "tunelab.search._resume", "run": "tunelab.search._run", "sync": "tunelab.search._resume",
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tunelab.search import _tracking
+from tunelab import _mlflow
 from tunelab.search._paths import STATE_FILE, is_running
 from tunelab.trainables import metrics
 from tunelab.trainables import tags
@@ -16,11 +16,11 @@ def list_searches(storage: Path) -> list[dict]:
     rows = []
     for state_path in sorted(storage.expanduser().resolve().glob(f"*/{STATE_FILE}")):
         state = json.loads(state_path.read_text())
-        client = _tracking.client_for(state["tracking_uri"])
+        client = _mlflow.client_for(state["tracking_uri"])
         parent = client.get_run(state["parent_run_id"])
         counts = {s: 0 for s in metrics.STATUSES}
-        for run in _tracking.children(client, state["experiment_id"], state["parent_run_id"]):
-            status = run.data.tags.get(_tracking.STATUS_TAG, "running")
+        for run in _mlflow.children(client, state["experiment_id"], state["parent_run_id"]):
+            status = run.data.tags.get(tags.STATUS, "running")
             counts[status] = counts.get(status, 0) + 1
         counts[metrics.INFEASIBLE] = int(parent.data.metrics.get(f"n_{metrics.INFEASIBLE}", 0))
         best = {k: v for k, v in parent.data.metrics.items() if k.startswith("best_")}

@@ -30,6 +30,7 @@ from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS, DEBUG_METRICS
 from ray.tune.stopper import Stopper
 
+from tunelab import _private
 from tunelab.search._errors import SearchFailed
 from tunelab.trainables import metrics
 
@@ -223,9 +224,7 @@ class Interruption:
     def hand_to_ray(self) -> None:
         """End the search at Ray Tune's next step, as its Ctrl-C does (Ray listens for SIGUSR1 too while
         its loop runs): called from inside that loop, where Ray's handler is the one in force."""
-        handler = signal.getsignal(signal.SIGUSR1)
-        if callable(handler):
-            handler(signal.SIGUSR1, None)
+        if _private.ray_graceful_stop():
             self.handed_to_ray = True
 
 

@@ -18,8 +18,9 @@ from optuna.trial import TrialState
 from ray import tune
 
 from tunelab import spaces
-from tunelab.search import _tracking
+from tunelab.search._children import MLflowTracker
 from tunelab.search._ends import RAY_ENDED
+from tunelab.search._parent import ParentRun
 from tunelab.search._paths import PENDING_FILE, load_study
 from tunelab.search._searcher import RAY_TRIAL_ATTR, end_stopped as tell_stopped
 
@@ -28,14 +29,14 @@ from tunelab.search._searcher import RAY_TRIAL_ATTR, end_stopped as tell_stopped
 BUDGET_STOP = "the search's budget (total FLOPs or time) ran out"
 
 
-def replay(exp_dir: Path, search: spaces.Search, experiment_id: str, parent: str,
+def replay(exp_dir: Path, search: spaces.Search, parent: ParentRun,
            only: set[str] | None = None, budget_stopped: set[str] = frozenset()) -> tune.ExperimentAnalysis:
     """Bring every trial's child run (or those of the trial ids ``only``) up to what Ray recorded in the
     experiment folder; the trials in ``budget_stopped`` were stopped with the whole search."""
     analysis = tune.ExperimentAnalysis(str(exp_dir))
-    tracker = _tracking.MLflowTracker(search.tracking_uri, experiment_id, parent,
-                                      sampled_keys=list(search.space.params), metric=search.spec.metric,
-                                      mode=search.spec.mode, time_attr=search.spec.scheduler.time_attr)
+    tracker = MLflowTracker(search.tracking_uri, parent.experiment_id, parent.run_id,
+                            sampled_keys=list(search.space.params), metric=search.spec.metric,
+                            mode=search.spec.mode, time_attr=search.spec.scheduler.time_attr)
     tracker.setup()
     for trial in analysis.trials:
         if only is None or trial.trial_id in only:

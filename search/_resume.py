@@ -7,10 +7,12 @@ from pathlib import Path
 
 from ray import tune
 
-from tunelab import spaces
-from tunelab.search import _console, _replay, _tracking, _tuner
+from tunelab import _mlflow, spaces
+from tunelab.search import _console, _replay, _tuner
+from tunelab.search._children import end_lost_runs
+from tunelab.search._parent import ParentRun
 from tunelab.search._paths import SEARCH_FILE, STATE_FILE, claim, read_state
-from tunelab.search._summary import Outcome, close_parent, is_closed, reopen_interrupted, summarize, unfinished
+from tunelab.search._summary import Outcome, summarize, unfinished
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +43,19 @@ def _resume(state: dict, exp_dir: Path, address: str | None, verbose: bool) -> O
     search = spaces.load(exp_dir / SEARCH_FILE)
     data = _tuner.load_data(search)
     try:  # fails early if tracking is unreachable or refuses the login
-        client = _tracking.client_for(state["tracking_uri"])
-        _tracking.get_run(client, state["parent_run_id"])
-    except _tracking.TrackingError as exc:
+        client = _mlflow.client_for(state["tracking_uri"])
+        _mlflow.get_run(client, state["parent_run_id"])
+    except _mlflow.TrackingError as exc:
         raise spaces.SpecError(str(exp_dir / STATE_FILE), "tracking_uri", str(exc)) from None
     try:
         known = {t.trial_id for t in tune.ExperimentAnalysis(str(exp_dir)).trials}
     except ValueError as exc:  # stopped before Ray saved anything, or what it saved was cut short
         raise spaces.SpecError(str(exp_dir), "name", f"cannot resume {exp_dir.name!r}: Ray's saved state of it is "
-                               f"missing or unreadable ({_tracking.first_line(exc)}); run it again under another "
+                               f"missing or unreadable ({_mlflow.first_line(exc)}); run it again under another "
                                "--name") from None
-    reopen_interrupted(client, state["experiment_id"], state["parent_run_id"])
-    lost = _tracking.end_lost_runs(client, state["experiment_id"], state["parent_run_id"], known)
+    parent = ParentRun(client, state["experiment_id"], state["parent_run_id"])
+    parent.reopen()
+    lost = end_lost_runs(client, parent.experiment_id, parent.run_id, known)
     if lost:
         log.warning("trials %s started after Ray's last snapshot and cannot be resumed; their runs are ended "
                     "as errors and other trials take their place", ", ".join(lost))
@@ -61,7 +64,7 @@ def _resume(state: dict, exp_dir: Path, address: str | None, verbose: bool) -> O
             ray_log.open(exp_dir / _console.RAY_LOG)
         started = _tuner.init_ray(address)
         tuner = _tuner.restored_tuner(search, data, exp_dir)
-        return fit_and_finish(tuner, search, exp_dir, client, state["parent_run_id"], stop_ray=started)
+        return fit_and_finish(tuner, search, exp_dir, parent, stop_ray=started)
 
 
 def sync(name: str, storage: str | Path = "runs") -> Outcome:
@@ -83,16 +86,16 @@ def sync(name: str, storage: str | Path = "runs") -> Outcome:
 
 def _sync(state: dict, exp_dir: Path) -> Outcome:
     search = spaces.load(exp_dir / SEARCH_FILE)
-    uri, parent = state["tracking_uri"], state["parent_run_id"]
-    client = _tracking.client_for(uri)
+    client = _mlflow.client_for(state["tracking_uri"])
+    parent = ParentRun(client, state["experiment_id"], state["parent_run_id"])
     try:
-        parent_run = client.get_run(parent)
-    except Exception as exc:
+        closed = parent.is_closed()
+    except Exception as exc:  # the client raises many types for "cannot reach the server"
         raise spaces.SpecError(str(exp_dir / STATE_FILE), "tracking_uri",
-                               f"cannot use MLflow at {uri}: {str(exc).splitlines()[0]}") from None
-    analysis = _replay.replay(exp_dir, search, state["experiment_id"], parent)
+                               f"cannot use MLflow at {state['tracking_uri']}: {_mlflow.first_line(exc)}") from None
+    analysis = _replay.replay(exp_dir, search, parent)
     caught = unfinished(analysis.trials)
-    outcome, infeasible = summarize(tune.ResultGrid(analysis), search, exp_dir, parent, caught)
-    if not is_closed(parent_run) and not caught:
-        close_parent(client, parent, outcome, infeasible)
+    outcome, infeasible = summarize(tune.ResultGrid(analysis), search, exp_dir, parent.run_id, caught)
+    if not closed and not caught:
+        parent.close(outcome, infeasible)
     return outcome

@@ -11,15 +11,16 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from tunelab import spaces
-from tunelab.search import _console, _inputs, _tracking, _tuner, _ui, _warmstart
+from tunelab import _mlflow, spaces
+from tunelab.search import _console, _inputs, _tuner, _ui, _warmstart
 from tunelab.search._ends import Interruption, MissingObjective
 from tunelab.search._errors import SearchFailed, SearchRunningError
+from tunelab.search._parent import ParentRun
 from tunelab.search._paths import (RESERVE_FILE, SEARCH_FILE, STATE_FILE, claim, experiment_dir, load_study,
                                    study_storage, write_state)
 from tunelab.search._searcher import EXHAUSTED_ATTR, MAX_INFEASIBLE_IN_A_ROW, first_feasible
-from tunelab.search._summary import Outcome, close_anyhow, describe, finish
-from tunelab.trainables import tags
+from tunelab.search._summary import Outcome, finish
+
 __all__ = ["run", "fit_and_finish", "SearchExistsError", "SearchFailed", "SearchRunningError"]
 
 
@@ -50,19 +51,36 @@ def run(search: spaces.Search, *, address: str | None = None, verbose: bool = Fa
     """
     exp_dir = experiment_dir(search)
     with claim(exp_dir, search.spec.name):
-        if (exp_dir / STATE_FILE).exists():
-            raise SearchExistsError(
-                f"a search named {search.spec.name!r} already exists in {search.storage}; "
-                f"resume it with `tunelab resume {search.spec.name}` or choose another --name"
-            )
-        _check_feasible(search)
-        data = _tuner.load_data(search)  # before anything is written
+        # prepare: everything that can refuse the search, before anything is written
+        _refuse_existing(search, exp_dir)
+        _refuse_infeasible(search)
+        data = _tuner.load_data(search)
+        inputs = _inputs.dataset_inputs(data)  # the datasets, as MLflow records them on every run
         warm = _warmstart.prepare(search)  # the earlier search warm_start names, if any
+        client, experiment_id = _experiment(search)
         with _console.ray_output(verbose) as ray_log:
-            return _launch(search, data, warm, exp_dir, address, verbose, ray_log)
+            # record: the MLflow parent run, the search's folder, its study seeded with the warm start
+            parent = _record(search, exp_dir, client, experiment_id, inputs, warm, ray_log)
+            # launch, then finish however the fit ends
+            started = _tuner.init_ray(address)
+            check = _tuner.objective_check(search)
+            tuner = _tuner.new_tuner(search, data, exp_dir, parent.experiment_id, parent.run_id, verbose=verbose,
+                                     inputs=inputs, check=check)
+            outcome = fit_and_finish(tuner, search, exp_dir, parent, check, stop_ray=started)
+    if check.problem is not None:
+        raise MissingObjective(f"{search.file}: {check.problem}; the search was stopped")
+    return outcome
 
 
-def _check_feasible(search: spaces.Search) -> None:
+def _refuse_existing(search: spaces.Search, exp_dir: Path) -> None:
+    if (exp_dir / STATE_FILE).exists():
+        raise SearchExistsError(
+            f"a search named {search.spec.name!r} already exists in {search.storage}; "
+            f"resume it with `tunelab resume {search.spec.name}` or choose another --name"
+        )
+
+
+def _refuse_infeasible(search: spaces.Search) -> None:
     """Refuse a space none of whose configs the trainable accepts, before launching anything."""
     reason = first_feasible(search.space, search.base_config,
                             lambda config: search.entry.check(config, dict(search.spec.constraints)))
@@ -73,35 +91,34 @@ def _check_feasible(search: spaces.Search) -> None:
                                f"trainable's check (the first: {reason}); loosen the space or its constraints")
 
 
-def _launch(search: spaces.Search, data, warm, exp_dir: Path, address: str | None, verbose: bool,
-            ray_log: _console.RayLog | None) -> Outcome:
+def _experiment(search: spaces.Search):
+    """The MLflow client and the search's experiment (made if new); refuses a store it cannot use."""
     try:
-        client = _tracking.client_for(search.tracking_uri)
-        exp_id = _tracking.ensure_experiment(client, search.spec.name, search.storage / "mlartifacts")
-    except _tracking.TrackingError as exc:
+        client = _mlflow.client_for(search.tracking_uri)
+        return client, _mlflow.ensure_experiment(client, search.spec.name, search.storage / "mlartifacts")
+    except _mlflow.TrackingError as exc:
         raise spaces.SpecError(search.file, "tracking.uri", str(exc)) from None
+
+
+def _record(search: spaces.Search, exp_dir: Path, client, experiment_id: str, inputs: list, warm,
+            ray_log: _console.RayLog | None) -> ParentRun:
+    """Write what the search starts from: its folder (Ray's log, the resolved file, the state that
+    ``resume`` reads), the MLflow view and parent run, the study's warm-start trials."""
     exp_dir.mkdir(parents=True, exist_ok=True)
     if ray_log is not None:
         ray_log.open(exp_dir / _console.RAY_LOG)
-    _ui.save_view(client, exp_id, search.spec.metric, search.spec.mode, search.space.params)
-    inputs = _inputs.dataset_inputs(data)
-    parent = _open_parent(client, exp_id, search, exp_dir, inputs)
-    _warmstart.seed(warm, study_storage(exp_dir), search.spec, client, parent)  # before the first suggestion
+    _ui.save_view(client, experiment_id, search.spec.metric, search.spec.mode, search.space.params)
+    parent = ParentRun.open(client, experiment_id, search, exp_dir, inputs, warm)
+    _warmstart.seed(warm, study_storage(exp_dir), search.spec)  # before the first suggestion
     (exp_dir / SEARCH_FILE).write_text(search.resolved_yaml())
     write_state(exp_dir, {
         "name": search.spec.name, "file": search.file, "tracking_uri": search.tracking_uri,
-        "experiment_id": exp_id, "parent_run_id": parent, "spec_hash": search.spec_hash,
+        "experiment_id": experiment_id, "parent_run_id": parent.run_id, "spec_hash": search.spec_hash,
     })
-    started = _tuner.init_ray(address)
-    check = _tuner.objective_check(search)
-    tuner = _tuner.new_tuner(search, data, exp_dir, exp_id, parent, verbose=verbose, inputs=inputs, check=check)
-    outcome = fit_and_finish(tuner, search, exp_dir, client, parent, check, stop_ray=started)
-    if check.problem is not None:
-        raise MissingObjective(f"{search.file}: {check.problem}; the search was stopped")
-    return outcome
+    return parent
 
 
-def fit_and_finish(tuner, search: spaces.Search, exp_dir: Path, client, parent: str, check=None, *,
+def fit_and_finish(tuner, search: spaces.Search, exp_dir: Path, parent: ParentRun, check=None, *,
                    stop_ray: bool) -> Outcome:
     """Fit the Tuner and close the search, however the fit ends.
 
@@ -119,18 +136,18 @@ def fit_and_finish(tuner, search: spaces.Search, exp_dir: Path, client, parent: 
         except KeyboardInterrupt:  # a second signal: Ray's loop was left at once
             interruption.signal, interruption.aborted = interruption.signal or "SIGINT", True
         except OSError as exc:  # the driver's own writes (Ray's experiment state) failed
-            interruption.fault_seen(f"could not write the search's results: {_tracking.first_line(exc)}")
+            interruption.fault_seen(f"could not write the search's results: {_mlflow.first_line(exc)}")
             interruption.aborted = True
         interruption.closing = True  # the records are closed whatever signal comes now
         failure = check.problem if check is not None else None
         failure = failure or _exhausted(exp_dir, search)
         try:
-            outcome = finish(grid, search, exp_dir, client, parent, interruption, failure)
+            outcome = finish(grid, search, exp_dir, parent, interruption, failure)
         except Exception as exc:  # noqa: BLE001 - Ray's saved state unreadable (cut short by a full disk)...
             why = f"{interruption.reason + '; ' if interruption.reason else ''}the search could not be summed " \
-                  f"up: {_tracking.first_line(exc)}"
+                  f"up: {_mlflow.first_line(exc)}"
             with contextlib.suppress(Exception):
-                close_anyhow(client, client.get_run(parent).info.experiment_id, parent, search.spec.name, why)
+                parent.close_anyhow(why)
             raise SearchFailed(f"{why} (its runs are closed as interrupted; what Ray saved is in {exp_dir})") from None
         finally:
             if stop_ray:
@@ -144,34 +161,3 @@ def _exhausted(exp_dir: Path, search: spaces.Search) -> str | None:
         return load_study(exp_dir, search.spec.name).user_attrs.get(EXHAUSTED_ATTR)
     except KeyError:  # no study: the search stopped before its first suggestion
         return None
-
-
-def _open_parent(client, exp_id: str, search: spaces.Search, exp_dir: Path, inputs: list) -> str:
-    spec = search.spec
-    run_tags = {
-        tags.NOTE: describe(search) + "\n\n*Running*: the trials' table follows when the search ends.",
-        tags.SPEC_HASH: search.spec_hash,
-        tags.TRAINABLE: spec.trainable,
-        tags.SAMPLER: spec.sampler.name,
-        tags.SCHEDULER: spec.scheduler.name,
-        tags.STORAGE: str(exp_dir),
-        tags.OVERRIDES: " ".join(search.overrides),
-        tags.LOG_PARAMS: ",".join(k for k, p in search.space.params.items() if p.kind.startswith("log")),
-    }
-    commit = _tracking.git_commit(Path(__file__).resolve().parent)
-    if commit:
-        run_tags["mlflow.source.git.commit"] = commit
-    run = client.create_run(exp_id, run_name=f"{spec.name} (search)", tags=run_tags)
-    run_id = run.info.run_id
-    client.log_text(run_id, search.text, f"search/{Path(search.file).name}")
-    client.log_text(run_id, search.resolved_yaml(), "search/resolved.yaml")
-    if inputs:
-        client.log_inputs(run_id, datasets=inputs)
-    client.log_batch(run_id, params=[
-        _tracking.Param(k, str(v)) for k, v in {
-            "metric": spec.metric, "mode": spec.mode, "trials": spec.budget.trials,
-            "max_concurrent": spec.budget.max_concurrent, "total_flops": spec.budget.total_flops,
-            "time_s": spec.budget.time_s, **{f"fixed.{k}": v for k, v in spec.fixed.items()},
-        }.items()
-    ])
-    return run_id

@@ -4,17 +4,8 @@ from __future__ import annotations
 
 import optuna
 
+from tunelab._private import GridSampler
 from tunelab.spaces import Search
-
-
-class GridSampler(optuna.samplers.GridSampler):
-    """Optuna's grid sampler, less its end: once the last grid point is told, Optuna's calls
-    ``study.stop()``, which only works inside ``study.optimize`` and raised here, where Ray runs the
-    trials and ``budget.trials`` (at least the number of points, checked when the file loads) ends
-    the search. Past the last point it repeats points, as Optuna's does."""
-
-    def after_trial(self, study, trial, state, values) -> None:
-        pass
 
 
 def make_sampler(search: Search, restart: int = 0) -> optuna.samplers.BaseSampler:

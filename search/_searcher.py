@@ -31,6 +31,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from tunelab import _private
 from tunelab.trainables import metrics
 
 log = logging.getLogger(__name__)
@@ -54,26 +55,8 @@ def open_storage(storage: str | Path) -> str | optuna.storages.BaseStorage:
     """
     if "://" in str(storage):
         return str(storage)
-    path = Path(storage)
-    if path.exists():
-        with open(path, "rb+") as f:
-            data = f.read()
-            if data and not data.endswith(b"\n"):
-                f.truncate(data.rfind(b"\n") + 1)
-    return JournalStorage(JournalFileBackend(os.fspath(path)))
-
-
-def reopen(study: optuna.Study, number: int) -> optuna.Trial:
-    """A handle on the running trial ``number`` of ``study``, one this process did not ``ask()`` for
-    (the searcher was restored from a snapshot, or the driver closes a trial Ray stopped).
-
-    Optuna has no public lookup for this: its ``Trial`` constructor (public, but "not recommended" for
-    direct use) takes the storage's trial id, which only the frozen trial carries. This is the one
-    place tunelab builds a ``Trial`` itself; every other call goes through ``study.ask()`` handles or
-    ``study.tell(number, ...)``.
-    """
-    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
-    return optuna.Trial(study, frozen._trial_id)
+    _private.repair_journal(Path(storage))
+    return JournalStorage(JournalFileBackend(os.fspath(storage)))
 
 
 def tell_end(study: optuna.Study, trial: optuna.Trial, status: str, result: Mapping[str, Any] | None,
@@ -108,7 +91,7 @@ def end_stopped(study: optuna.Study, ended: Mapping[str, tuple[Mapping[str, Any]
         if ray_id in ended:
             result, error = ended[ray_id]
             step = int((result or {}).get("training_iteration", 0))
-            handle = reopen(study, t.number)
+            handle = _private.trial_handle(study, t.number)
             if result and metric in result and step not in t.intermediate_values and math.isfinite(result[metric]):
                 handle.report(float(result[metric]), step)
             tell_end(study, handle, metrics.final_status(result, error), result, metric)
@@ -216,7 +199,7 @@ class OptunaSearcher(Searcher):
 
     def _trial(self, trial_id: str) -> optuna.Trial:
         if trial_id not in self._handles:  # asked before a restore
-            self._handles[trial_id] = reopen(self.study, self._trials[trial_id])
+            self._handles[trial_id] = _private.trial_handle(self.study, self._trials[trial_id])
         return self._handles[trial_id]
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec) -> bool:

@@ -3,29 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
-import time
 from pathlib import Path
 from typing import Any
 
 from ray import tune
 
-from tunelab import spaces
-from tunelab.search import _replay, _tracking
+from tunelab import _mlflow, spaces
+from tunelab.search import _replay
 from tunelab.search._ends import RAY_ENDED, Interruption, error_line
+from tunelab.search._parent import ParentRun, describe
 from tunelab.search._paths import PENDING_FILE, load_study
-from tunelab.search._searcher import REASON_ATTR, STATUS_ATTR
+from tunelab.search._searcher import STATUS_ATTR
 from tunelab.trainables import metrics
 from tunelab.trainables import tags
 
 log = logging.getLogger(__name__)
-
-# MLflow's status of the parent run for each state of the search: KILLED is MLflow's word for a run a
-# user stopped, which an interrupted search is.
-_PARENT_STATUS = {metrics.FINISHED_STATE: "FINISHED", metrics.INTERRUPTED_STATE: "KILLED", metrics.FAILED: "FAILED"}
-
 
 @dataclasses.dataclass
 class TrialSummary:
@@ -110,8 +104,8 @@ class Outcome:
         return "\n".join(lines)
 
     def name_trials(self, runs) -> None:
-        """Name each trial as its MLflow child run is named (t003), from ``_tracking.children``."""
-        by_id = {r.data.tags.get(_tracking.TRIAL_ID_TAG): r for r in runs}
+        """Name each trial as its MLflow child run is named (t003), from ``ParentRun.children``."""
+        by_id = {r.data.tags.get(tags.TRIAL_ID): r for r in runs}
         for t in self.trials:
             run = by_id.get(t.trial_id)
             if run is not None:
@@ -138,23 +132,7 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def describe(search: spaces.Search) -> str:
-    """What a search is, in a Markdown sentence or two: the parent run's description while it runs,
-    and the head of it once it has ended."""
-    spec = search.spec
-    sched = spec.scheduler
-    how = f"{sched.name.upper()} on `{sched.time_attr}`" if sched.name != "fifo" else "no early stopping"
-    budget = [f"{spec.budget.trials} trials, {spec.budget.max_concurrent} at a time"]
-    if spec.budget.total_flops:
-        budget.append(f"{spec.budget.total_flops:.3g} FLOPs in all")
-    if spec.budget.time_s:
-        budget.append(f"{spec.budget.time_s:g} s")
-    params = ", ".join(f"`{k}`" for k in search.space.params) or "nothing (fixed config)"
-    return (f"**{spec.name}**: `{spec.trainable}` trials over {params}; {spec.mode}imise `{spec.metric}`. "
-            f"Sampler {spec.sampler.name.upper()}, scheduler {how}. Budget: {'; '.join(budget)}.")
-
-
-def finish(grid: tune.ResultGrid | None, search: spaces.Search, exp_dir: Path, client, parent: str,
+def finish(grid: tune.ResultGrid | None, search: spaces.Search, exp_dir: Path, parent: ParentRun,
            interruption: Interruption | None = None, failure: str | None = None) -> Outcome:
     """Close a search after ``Tuner.fit``: the trials a stopper ended, MLflow's missing records, the
     parent's summary. With the tracking server down, the results stay safe in the folder and the
@@ -173,22 +151,21 @@ def finish(grid: tune.ResultGrid | None, search: spaces.Search, exp_dir: Path, c
     if grid is None:
         grid = [] if snapshot is None else tune.ResultGrid(snapshot)
     caught = unfinished(snapshot.trials) if snapshot and interrupted else {}
-    outcome, infeasible = summarize(grid, search, exp_dir, parent, caught)
+    outcome, infeasible = summarize(grid, search, exp_dir, parent.run_id, caught)
     if failure is not None:
         outcome.state, outcome.reason = metrics.FAILED, failure
     elif interrupted:
         outcome.state, outcome.reason = metrics.INTERRUPTED_STATE, interruption.reason
         outcome.fault = interruption.fault is not None
     try:
-        exp_id = client.get_run(parent).info.experiment_id
-        if stopped or (exp_dir / PENDING_FILE).exists():  # runs left open, or the server was down a while
-            _replay.replay(exp_dir, search, exp_id, parent,
-                           only=None if (exp_dir / PENDING_FILE).exists() else stopped, budget_stopped=stopped)
-        outcome.name_trials(_tracking.children(client, exp_id, parent))
-        close_parent(client, parent, outcome, infeasible)
+        pending = (exp_dir / PENDING_FILE).exists()  # the server was down a while
+        if stopped or pending:  # runs left open
+            _replay.replay(exp_dir, search, parent, only=None if pending else stopped, budget_stopped=stopped)
+        outcome.name_trials(parent.children())
+        parent.close(outcome, infeasible)
     except Exception as exc:  # the tracking server is down: the results are safe in the folder
         log.warning("could not close the parent run in MLflow (%s); run `tunelab sync %s` once it is back",
-                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__, outcome.name)
+                    _mlflow.first_line(exc), outcome.name)
         outcome.tracking_pending = True
     return outcome
 
@@ -244,78 +221,3 @@ def summarize(grid, search: spaces.Search, exp_dir: Path, parent: str,
     return outcome, infeasible
 
 
-def close_parent(client, parent: str, outcome: Outcome, infeasible: list) -> None:
-    """Write the search's summary on its parent run (counts by status, the best trial, the description
-    with the top trials, the tables) and end it (tag ``tunelab.state``: FINISHED, INTERRUPTED as
-    MLflow's KILLED, FAILED); an interrupted search's running trials end KILLED, ``interrupted``.
-    The best value so far is already there: the tracker's progress curve (``_tracking.Progress``)
-    ends on it. The counts are logged at the step of the trials ended so far, so the latest
-    summary (after a resume) is the one MLflow shows."""
-    exp_id = client.get_run(parent).info.experiment_id
-    kids = _tracking.children(client, exp_id, parent)
-    if any(not t.run_id for t in outcome.trials):
-        outcome.name_trials(kids)
-    _close_interrupted(client, kids, outcome)
-    run_tags = [_tracking.RunTag(tags.count(k), str(v)) for k, v in outcome.counts().items()]
-    run_tags.append(_tracking.RunTag(tags.STATE, outcome.state))
-    if outcome.reason:
-        run_tags.append(_tracking.RunTag(tags.STATE_REASON, outcome.reason))
-    values = {f"n_{k}": v for k, v in outcome.counts().items()}
-    if outcome.best is not None:
-        run_tags += [_tracking.RunTag(tags.BEST_TRIAL, outcome.best.name or outcome.best.trial_id),
-                     _tracking.RunTag(tags.BEST_TRIAL_ID, outcome.best.trial_id),
-                     _tracking.RunTag(tags.BEST_RUN_ID, outcome.best.run_id)]
-    run_tags.append(_tracking.RunTag(tags.NOTE, outcome.note(exp_id)))
-    ended = sum(v for k, v in outcome.counts().items() if k not in (metrics.INFEASIBLE, metrics.INTERRUPTED))
-    now = int(time.time() * 1000)
-    client.log_batch(parent, metrics=[_tracking.Metric(k, float(v), now, ended) for k, v in values.items()], tags=run_tags)
-    client.set_terminated(parent, _PARENT_STATUS[outcome.state])
-    try:  # files, after the run's state: they go to the artifact store, which may be the disk that is full
-        client.log_text(parent, outcome.table() + "\n", "report/summary.md")
-        if infeasible:
-            rows = [{"params": t.params, "reason": t.user_attrs.get(REASON_ATTR)} for t in infeasible]
-            client.log_text(parent, json.dumps(rows, indent=1, default=str), "report/infeasible.json")
-    except OSError as exc:
-        log.warning("could not store the summary's files on the parent run: %s", _tracking.first_line(exc))
-
-
-def close_anyhow(client, experiment_id: str, parent: str, name: str, reason: str) -> None:
-    """End a search's runs when its summary could not be made (Ray's saved state unreadable): the parent
-    and the runs still RUNNING end KILLED, INTERRUPTED, with ``reason``."""
-    for run in _tracking.children(client, experiment_id, parent):
-        if run.info.status == "RUNNING":
-            client.log_batch(run.info.run_id, tags=[_tracking.RunTag(_tracking.STATUS_TAG, metrics.INTERRUPTED)])
-            client.set_terminated(run.info.run_id, _tracking.run_status(metrics.INTERRUPTED))
-    client.log_batch(parent, tags=[_tracking.RunTag(tags.STATE, metrics.INTERRUPTED_STATE),
-                                   _tracking.RunTag(tags.STATE_REASON, reason)])
-    client.set_terminated(parent, _PARENT_STATUS[metrics.INTERRUPTED_STATE])
-
-
-def _close_interrupted(client, kids: list, outcome: Outcome) -> None:
-    """End the child runs of the trials an interruption caught: KILLED, ``interrupted`` (a resume
-    reopens them)."""
-    caught = {t.trial_id for t in outcome.trials if t.status == metrics.INTERRUPTED}
-    for run in kids:
-        if run.data.tags.get(_tracking.TRIAL_ID_TAG) in caught and run.info.status == "RUNNING":
-            note = (f"Interrupted ({outcome.reason}) while it ran; `tunelab resume {outcome.name}` runs it on "
-                    "from its last checkpoint.")
-            client.log_batch(run.info.run_id, tags=[_tracking.RunTag(_tracking.STATUS_TAG, metrics.INTERRUPTED),
-                                                     _tracking.RunTag(_tracking.NOTE_TAG, note)])
-            client.set_terminated(run.info.run_id, _tracking.run_status(metrics.INTERRUPTED))
-
-
-def reopen_interrupted(client, experiment_id: str, parent: str) -> None:
-    """Before a resume: the parent and the interrupted trials' runs are RUNNING again."""
-    client.set_tag(parent, tags.STATE, metrics.RUNNING)
-    if tags.STATE_REASON in client.get_run(parent).data.tags:
-        client.delete_tag(parent, tags.STATE_REASON)
-    client.update_run(parent, status="RUNNING")
-    for run in _tracking.children(client, experiment_id, parent):
-        if run.data.tags.get(_tracking.STATUS_TAG) == metrics.INTERRUPTED:
-            client.set_tag(run.info.run_id, _tracking.STATUS_TAG, "running")
-            client.update_run(run.info.run_id, status="RUNNING")
-
-
-def is_closed(parent_run) -> bool:
-    """Whether ``close_parent`` has written this parent run's summary."""
-    return parent_run.info.status == "FINISHED" and tags.count(metrics.COMPLETED) in parent_run.data.tags

@@ -19,8 +19,9 @@ from ray.tune.stopper import CombinedStopper
 
 from tunelab import spaces
 from tunelab import trainables
-from tunelab.search import _console, _tracking
+from tunelab.search import _console
 from tunelab.search._budget import FlopBudgetStopper
+from tunelab.search._children import MLflowTracker
 from tunelab.search._ends import EndMarker, InterruptWatch, ObjectiveCheck
 from tunelab.search._paths import PENDING_FILE, study_storage
 from tunelab.search._samplers import make_sampler
@@ -186,9 +187,9 @@ def _run_config(search: spaces.Search, exp_dir: Path, exp_id: str, parent: str, 
     if spec.budget.total_flops is not None:
         stop = CombinedStopper(check, FlopBudgetStopper(spec.budget.total_flops, exp_dir / "flops_spent.json"))
     sampled = list(search.space.params)
-    tracker = _tracking.MLflowTracker(search.tracking_uri, exp_id, parent, sampled_keys=sampled,
-                                      pending_file=exp_dir / PENDING_FILE, metric=spec.metric, mode=spec.mode,
-                                      time_attr=spec.scheduler.time_attr, inputs=inputs)
+    tracker = MLflowTracker(search.tracking_uri, exp_id, parent, sampled_keys=sampled,
+                            pending_file=exp_dir / PENDING_FILE, metric=spec.metric, mode=spec.mode,
+                            time_attr=spec.scheduler.time_attr, inputs=inputs)
     max_t = _max_t(spec)
     # The marker first: the others read how a trial ended from the result it marks.
     callbacks = [EndMarker(spec.scheduler.time_attr, max_t), InterruptWatch(), tracker]

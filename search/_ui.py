@@ -1,7 +1,8 @@
 """How a search opens in the MLflow UI (3.17): its runs table, sorted by the objective, with the
 columns that matter.
 
-What MLflow 3.17's UI reads (from its JavaScript bundle, ``mlflow/server/js/build``):
+What MLflow 3.17's UI reads (from its JavaScript bundle, ``mlflow/server/js/build``; the saved view's
+tag, URL key and format are undocumented: ``tunelab._private`` holds them, with a canary):
 
 - The experiment's landing page follows the *workflow type*: the URL's ``workflowType`` parameter
   (``genai`` or ``machine_learning``), else the browser's last choice (localStorage), else ``genai``,
@@ -17,20 +18,20 @@ What MLflow 3.17's UI reads (from its JavaScript bundle, ``mlflow/server/js/buil
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable
 from urllib.parse import urlencode
 
 from mlflow.tracking import MlflowClient
 
+from tunelab import _private
 from tunelab.trainables import metrics
 from tunelab.trainables import tags
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
 VIEW_KEY = "tunelab"
-VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+VIEW_TAG = _private.view_tag(VIEW_KEY)
 WORKFLOW = "machine_learning"  # MLflow's "Model training" side of the UI
 
 
@@ -59,19 +60,18 @@ def view_state(metric: str, mode: str, sampled: Iterable[str]) -> dict:
 def save_view(client: MlflowClient, experiment_id: str, metric: str, mode: str, sampled: Iterable[str]) -> None:
     """Mark the experiment as model-training work and save the ``tunelab`` view of its runs table
     (each launch of a search rewrites it, with its own sampled parameters)."""
-    now = int(time.time() * 1000)
-    envelope = {"name": f"tunelab: trials by {sort_metric(metric)}", "createdAt": now, "updatedAt": now,
-                "state": json.dumps(view_state(metric, mode, list(sampled)))}
+    envelope = _private.view_envelope(f"tunelab: trials by {sort_metric(metric)}",
+                                      view_state(metric, mode, list(sampled)), int(time.time() * 1000))
     client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
-    client.set_experiment_tag(experiment_id, VIEW_TAG, json.dumps(envelope))
+    client.set_experiment_tag(experiment_id, VIEW_TAG, envelope)
 
 
 def runs_url(base: str, experiment_id: str | None) -> str:
     """The URL of an experiment's runs table in the tunelab view (the experiment list without an id)."""
     base = base.rstrip("/")
     if experiment_id is None:
-        return f"{base}/#/experiments?{urlencode({'workflowType': WORKFLOW})}"
-    query = urlencode({"workflowType": WORKFLOW, "viewStateShareKey": VIEW_KEY})
+        return f"{base}/#/experiments?{urlencode({_private.WORKFLOW_URL_KEY: WORKFLOW})}"
+    query = urlencode({_private.WORKFLOW_URL_KEY: WORKFLOW, _private.VIEW_URL_KEY: VIEW_KEY})
     return f"{base}/#/experiments/{experiment_id}/runs?{query}"
 
 

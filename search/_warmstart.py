@@ -38,14 +38,12 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from tunelab import spaces
-from tunelab.search import _tracking
+from tunelab import _mlflow, spaces
 from tunelab.search._paths import SEARCH_FILE, STUDY_FILE
 from tunelab.search._searcher import REASON_ATTR, open_storage
 from tunelab.trainables import metrics
 from tunelab.trainables import tags
 
-WARM_START_TAG = tags.WARM_START  # on the parent run: where the trials came from, how many
 SOURCE_ATTR = "warm_start"  # user attribute of every added trial: where it came from
 # Why a trial of the earlier search was not taken (the parent run's tag lists the counts).
 OUTSIDE = "outside the space"
@@ -102,18 +100,14 @@ def prepare(search: spaces.Search) -> WarmStart | None:
     return _from_mlflow(search, ws.experiment, ws.tracking or search.tracking_uri)
 
 
-def seed(warm: WarmStart | None, storage: str, spec: spaces.Spec, client, parent_run_id: str) -> None:
-    """Add the earlier trials to the new search's study (created in ``storage``, a journal path), and
-    note on its parent run how many were taken and skipped, and from where."""
+def seed(warm: WarmStart | None, storage: str, spec: spaces.Spec) -> None:
+    """Add the earlier trials to the new search's study (created in ``storage``, a journal path); the
+    parent run notes how many were taken and skipped, and from where (``WarmStart.describe``)."""
     if warm is None:
         return
     study = optuna.create_study(storage=open_storage(storage), study_name=spec.name, load_if_exists=True,
                                 direction="minimize" if spec.mode == "min" else "maximize")
     study.add_trials(warm.trials)
-    client.log_batch(parent_run_id, params=[
-        _tracking.Param("warm_start.taken", str(warm.taken)),
-        _tracking.Param("warm_start.skipped", str(warm.n_skipped)),
-    ], tags=[_tracking.RunTag(WARM_START_TAG, warm.describe())])
 
 
 # --- the earlier search's results folder: its Optuna study ------------------------------------------
@@ -158,28 +152,28 @@ def _from_mlflow(search: spaces.Search, experiment: str, uri: str) -> WarmStart:
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():  # the client would create it
         raise spaces.SpecError(search.file, "warm_start.tracking", f"no MLflow database at {uri[len('sqlite:///'):]}")
     try:
-        client = _tracking.client_for(uri)
+        client = _mlflow.client_for(uri)
         exp = client.get_experiment_by_name(experiment)
-        runs = _tracking.all_runs(client, exp.experiment_id) if exp is not None else []
-    except _tracking.TrackingError as exc:
+        runs = _mlflow.all_runs(client, exp.experiment_id) if exp is not None else []
+    except _mlflow.TrackingError as exc:
         raise spaces.SpecError(search.file, "warm_start.tracking", str(exc)) from None
     except Exception as exc:  # the client raises many types for "cannot reach the server"
         raise spaces.SpecError(search.file, "warm_start.tracking",
-                               f"cannot use MLflow at {uri}: {_tracking.first_line(exc)}") from None
+                               f"cannot use MLflow at {uri}: {_mlflow.first_line(exc)}") from None
     if exp is None:
         raise spaces.SpecError(search.file, field, f"no MLflow experiment named {experiment!r} at {uri}")
-    parents = [r for r in runs if _tracking.PARENT_TAG not in r.data.tags]
-    kids = [r for r in runs if _tracking.PARENT_TAG in r.data.tags]
+    parents = [r for r in runs if tags.PARENT not in r.data.tags]
+    kids = [r for r in runs if tags.PARENT in r.data.tags]
     if not kids:
         raise spaces.SpecError(search.file, field, f"experiment {experiment!r} at {uri} has no trial runs")
     for p in parents:
-        _same_trainable(search, field, p.data.tags.get(_tracking.TRAINABLE_TAG), experiment)
+        _same_trainable(search, field, p.data.tags.get(tags.TRAINABLE), experiment)
     source = f"experiment {experiment} at {uri}"
     metric = search.spec.metric
     worst = math.inf if search.spec.mode == "min" else -math.inf
     out, skipped = [], collections.Counter()
     for run in sorted(kids, key=lambda r: r.info.start_time or 0):
-        status = run.data.tags.get(_tracking.STATUS_TAG)
+        status = run.data.tags.get(tags.STATUS)
         if status not in (metrics.COMPLETED, metrics.STATUS_DIVERGED, metrics.STOPPED_EARLY, metrics.STATUS_OOM):
             skipped[UNFINISHED] += 1
             continue

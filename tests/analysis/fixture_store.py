@@ -120,7 +120,7 @@ def _log_run(client, exp_id, parent_id, number, trial_id, config, sampled, rows,
     ms = [Metric(k, float(v), start + 1000 * step, step) for step, row in enumerate(rows, 1) for k, v in row.items()]
     client.log_batch(rid, metrics=ms, params=[Param(k, str(v)) for k, v in sorted(config.items())],
                      tags=[RunTag("tunelab.status", status)])
-    client.set_terminated(rid, "FAILED" if status == metrics.ERROR else "FINISHED",  # as search._tracking ends runs
+    client.set_terminated(rid, "FAILED" if status == metrics.ERROR else "FINISHED",  # as search._children ends runs
                           end_time=start + 1000 * len(rows) + 500)
     return rid
 

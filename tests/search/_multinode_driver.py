@@ -15,7 +15,7 @@ Scenarios:
 
 Which node ran a trial: every node here has the same hostname and IP, so Tune's own ``hostname`` and
 ``node_ip`` in a result cannot tell. Each result does carry the ``pid`` of the trial's actor, and the
-GCS actor table (``ray._private.state.actors()``, the table behind ``ray.util.state.list_actors``,
+GCS actor table (``tunelab._private.ray_actors``: ``ray._private.state.actors()``, the table behind ``ray.util.state.list_actors``,
 read straight from the GCS because the state API needs the dashboard, which is off) gives every
 actor's pid, node id, start and end time, dead ones included.
 """
@@ -37,7 +37,7 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from tunelab import search  # noqa: E402
+from tunelab import _private, search  # noqa: E402
 from tunelab import spaces  # noqa: E402
 
 SMOKE = spaces.CATALOGUE / "ptb_smoke.yaml"
@@ -54,7 +54,7 @@ def _node_args(**kw) -> dict:
 
 def _actors() -> list[dict]:
     out = []
-    for info in ray._private.state.actors().values():
+    for info in _private.ray_actors():
         out.append({
             "pid": info["Pid"], "node_id": info["Address"]["NodeID"], "state": info["State"],
             "class_name": info["ActorClassName"], "start_ms": info["StartTime"], "end_ms": info["EndTime"],

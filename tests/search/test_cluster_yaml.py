@@ -20,7 +20,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from ray.autoscaler._private.util import prepare_config, validate_config
+from tunelab._private import ray_cluster_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_YAML = ROOT / "cluster.yaml"
@@ -39,9 +39,7 @@ COMMAND_LISTS = (
 
 def _validate(raw: dict[str, Any]) -> dict[str, Any]:
     """What `ray up` does to the file before touching AWS; returns the prepared config."""
-    prepared = prepare_config(copy.deepcopy(raw))
-    validate_config(prepared)
-    return prepared
+    return ray_cluster_config(raw)
 
 
 def _commands(cfg: dict[str, Any], *lists: str) -> list[str]:

@@ -16,12 +16,14 @@ import pytest
 from optuna.trial import TrialState
 from ray import tune
 
+from tunelab import _mlflow
 from tunelab import search
 from tunelab import spaces
-from tunelab.search import _tracking
+from tunelab.search import _children
 from tunelab.search import load_study
 from tunelab.search._searcher import STATUS_ATTR
 from tunelab.trainables import metrics
+from tunelab.trainables import tags
 
 pytestmark = pytest.mark.slow
 SMOKE = spaces.CATALOGUE / "ptb_smoke.yaml"
@@ -39,9 +41,9 @@ def smoke(ray_session, tmp_path_factory, data_dir):
     storage = tmp_path_factory.mktemp("smoke")
     s = spaces.load(SMOKE, [*TINY, "budget.trials=6", LSTM_ONLY, f"storage={storage}"])
     outcome = search.run(s)
-    client = _tracking.client_for(outcome.tracking_uri)
+    client = _mlflow.client_for(outcome.tracking_uri)
     parent = client.get_run(outcome.parent_run_id)
-    kids = _tracking.children(client, parent.info.experiment_id, outcome.parent_run_id)
+    kids = _mlflow.children(client, parent.info.experiment_id, outcome.parent_run_id)
     return outcome, client, parent, kids
 
 
@@ -51,18 +53,18 @@ def test_asha_stops_some_trials_and_every_trial_has_one_child_run(smoke):
     counts = outcome.counts()
     assert counts[metrics.STOPPED_EARLY] >= 1, counts
     assert counts[metrics.COMPLETED] >= 1, counts
-    assert sorted(r.data.tags[_tracking.TRIAL_ID_TAG] for r in kids) == sorted(t.trial_id for t in outcome.trials)
+    assert sorted(r.data.tags[tags.TRIAL_ID] for r in kids) == sorted(t.trial_id for t in outcome.trials)
     for run in kids:
         history = client.get_metric_history(run.info.run_id, metrics.VAL_PPL)
         assert [m.step for m in history] == list(range(1, len(history) + 1))
-        assert run.data.tags[_tracking.STATUS_TAG] in (metrics.COMPLETED, metrics.STOPPED_EARLY, metrics.STATUS_DIVERGED)
+        assert run.data.tags[tags.STATUS] in (metrics.COMPLETED, metrics.STOPPED_EARLY, metrics.STATUS_DIVERGED)
         assert run.info.status == "FINISHED"  # stopped by ASHA is not a failure
         assert float(run.data.params["hidden_size"]) == 32
         # constants once (step 0), the flags once (the last step), the rest at every report
         assert [m.step for m in client.get_metric_history(run.info.run_id, metrics.PARAMS)] == [0]
         for flag in metrics.FLAGS:
             assert [m.step for m in client.get_metric_history(run.info.run_id, flag)] == [len(history)]
-        assert run.data.tags[_tracking.NOTE_TAG].startswith(("Completed", "Stopped early", "Diverged"))
+        assert run.data.tags[tags.NOTE].startswith(("Completed", "Stopped early", "Diverged"))
         assert [i.dataset.name for i in run.inputs.dataset_inputs] == ["ptb"]
 
 
@@ -76,7 +78,7 @@ def test_the_parent_logs_one_progress_step_per_trial(smoke):
     assert trial_values == pytest.approx(sorted(t.best for t in outcome.trials))
     spent = client.get_metric_history(parent.info.run_id, metrics.SEARCH_FLOPS)
     assert [m.step for m in spent] == [m.step for m in best] and spent[-1].value > spent[0].value > 0
-    note = parent.data.tags[_tracking.NOTE_TAG]
+    note = parent.data.tags[tags.NOTE]
     assert f"trial [{outcome.best.name}](#/experiments/{parent.info.experiment_id}/runs/{outcome.best.run_id})" in note
     assert parent.data.tags["tunelab.best_trial"] == outcome.best.name and outcome.best.name.startswith("t")
     assert [i.dataset.name for i in parent.inputs.dataset_inputs] == ["ptb"]
@@ -85,14 +87,14 @@ def test_the_parent_logs_one_progress_step_per_trial(smoke):
 
 def test_parent_names_the_best_trial(smoke):
     outcome, client, parent, kids = smoke
-    tags, values = parent.data.tags, parent.data.metrics
-    best_run = client.get_run(tags["tunelab.best_run_id"])
+    parent_tags, values = parent.data.tags, parent.data.metrics
+    best_run = client.get_run(parent_tags["tunelab.best_run_id"])
     best_hist = client.get_metric_history(best_run.info.run_id, metrics.VAL_PPL)
     all_best = min(m.value for r in kids for m in client.get_metric_history(r.info.run_id, metrics.VAL_PPL))
     assert min(m.value for m in best_hist) == pytest.approx(all_best)
     assert values["best_val_ppl"] == pytest.approx(all_best)
-    assert tags["tunelab.best_trial_id"] == best_run.data.tags[_tracking.TRIAL_ID_TAG]
-    assert tags["tunelab.sampler"] == "tpe" and tags["tunelab.scheduler"] == "asha"
+    assert parent_tags["tunelab.best_trial_id"] == best_run.data.tags[tags.TRIAL_ID]
+    assert parent_tags["tunelab.sampler"] == "tpe" and parent_tags["tunelab.scheduler"] == "asha"
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "search")}
     assert artifacts == {"search/ptb_smoke.yaml", "search/resolved.yaml"}
     assert parent.info.status == "FINISHED"
@@ -121,10 +123,10 @@ def test_a_huge_learning_rate_diverges_and_the_search_completes(ray_session, tmp
                             "scheduler.name=fifo", f"storage={tmp_path}"])
     outcome = search.run(s)
     assert [t.status for t in outcome.trials] == [metrics.STATUS_DIVERGED] * 2
-    client = _tracking.client_for(outcome.tracking_uri)
+    client = _mlflow.client_for(outcome.tracking_uri)
     exp = client.get_experiment_by_name(outcome.name).experiment_id
-    for run in _tracking.children(client, exp, outcome.parent_run_id):
-        assert run.data.tags[_tracking.STATUS_TAG] == metrics.STATUS_DIVERGED
+    for run in _mlflow.children(client, exp, outcome.parent_run_id):
+        assert run.data.tags[tags.STATUS] == metrics.STATUS_DIVERGED
         assert run.data.metrics[metrics.DIVERGED] == 1.0
     assert client.get_run(outcome.parent_run_id).info.status == "FINISHED"
 
@@ -159,39 +161,39 @@ def test_kill_9_the_driver_then_resume(tmp_path, data_dir):
             pytest.fail(f"driver ended before it was killed:\n{(tmp_path / 'driver.log').read_text()[-3000:]}")
         if not db.exists() or not (tmp_path / "ptb-smoke" / "tunelab.json").exists():
             continue
-        client = client or _tracking.client_for(f"sqlite:///{db}")
+        client = client or _mlflow.client_for(f"sqlite:///{db}")
         state = json.loads((tmp_path / "ptb-smoke" / "tunelab.json").read_text())
-        kids = _tracking.children(client, state["experiment_id"], state["parent_run_id"])
-        done = [r for r in kids if r.data.tags.get(_tracking.STATUS_TAG) == metrics.COMPLETED]
+        kids = _mlflow.children(client, state["experiment_id"], state["parent_run_id"])
+        done = [r for r in kids if r.data.tags.get(tags.STATUS) == metrics.COMPLETED]
         if len(done) >= 2 and len(kids) >= 3:
             break
     else:
         pytest.fail("search did not progress in time")
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
     driver.wait()
-    before = {r.data.tags[_tracking.TRIAL_ID_TAG] for r in kids}
+    before = {r.data.tags[tags.TRIAL_ID] for r in kids}
 
     proc = subprocess.run(_tunelab("resume", "ptb-smoke", "--storage", str(tmp_path)),
                           capture_output=True, text=True, env=env, timeout=600, start_new_session=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    kids = _tracking.children(client, state["experiment_id"], state["parent_run_id"])
-    ids = [r.data.tags[_tracking.TRIAL_ID_TAG] for r in kids]
+    kids = _mlflow.children(client, state["experiment_id"], state["parent_run_id"])
+    ids = [r.data.tags[tags.TRIAL_ID] for r in kids]
     assert len(ids) == len(set(ids)) and before <= set(ids)  # no duplicated child runs, none forgotten
     # budget.trials trials as Ray knows them; a trial started after Ray's last snapshot of its trials
     # cannot be resumed: its run is ended as an error and another trial takes its place.
     ray_ids = {t.trial_id for t in tune.ExperimentAnalysis(str(tmp_path / "ptb-smoke")).trials}
     assert len(ray_ids) == 5 and ray_ids <= set(ids)
-    lost = [r for r in kids if r.data.tags[_tracking.TRIAL_ID_TAG] not in ray_ids]
+    lost = [r for r in kids if r.data.tags[tags.TRIAL_ID] not in ray_ids]
     for r in lost:
-        assert r.data.tags[_tracking.STATUS_TAG] == metrics.ERROR and r.info.status == "FAILED"
-        assert r.data.tags[_tracking.ERROR_TAG] == _tracking.LOST_MESSAGE
-    kids = [r for r in kids if r.data.tags[_tracking.TRIAL_ID_TAG] in ray_ids]
+        assert r.data.tags[tags.STATUS] == metrics.ERROR and r.info.status == "FAILED"
+        assert r.data.tags[tags.ERROR] == _children.LOST_MESSAGE
+    kids = [r for r in kids if r.data.tags[tags.TRIAL_ID] in ray_ids]
     # Every trial ran as told (the resumed search's new configs may include one whose lr diverges).
-    statuses = [(r.info.run_name, r.info.status, r.data.tags[_tracking.STATUS_TAG]) for r in kids]
+    statuses = [(r.info.run_name, r.info.status, r.data.tags[tags.STATUS]) for r in kids]
     assert all(s in (metrics.COMPLETED, metrics.STATUS_DIVERGED) and st == "FINISHED" for _, st, s in statuses), statuses
     for r in kids:  # each epoch logged once, resumed trials included
         steps = [m.step for m in client.get_metric_history(r.info.run_id, metrics.VAL_PPL)]
-        ran = 4 if r.data.tags[_tracking.STATUS_TAG] == metrics.COMPLETED else len(steps)
+        ran = 4 if r.data.tags[tags.STATUS] == metrics.COMPLETED else len(steps)
         assert steps == list(range(1, ran + 1)), (r.info.run_name, steps)
     assert client.get_run(state["parent_run_id"]).info.status == "FINISHED"
 

@@ -7,9 +7,9 @@ import math
 
 import pytest
 
+from tunelab import _mlflow
 from tunelab import search
 from tunelab import spaces
-from tunelab.search import _tracking
 from tunelab.search.cli import main
 from tunelab.trainables import metrics
 
@@ -36,9 +36,9 @@ def gpt_search(ray_session, tokens, tmp_path_factory):
         "constraints.model_mb=[0.3, 2.0]",
     ])
     outcome = search.run(s)
-    client = _tracking.client_for(outcome.tracking_uri)
+    client = _mlflow.client_for(outcome.tracking_uri)
     exp = client.get_experiment_by_name(outcome.name).experiment_id
-    kids = _tracking.children(client, exp, outcome.parent_run_id)
+    kids = _mlflow.children(client, exp, outcome.parent_run_id)
     return s, outcome, client, kids
 
 

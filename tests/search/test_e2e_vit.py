@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from tunelab import _mlflow
 from tunelab import analysis
 from tunelab import search
 from tunelab import spaces
-from tunelab.search import _tracking
 from tunelab.trainables import metrics
+from tunelab.trainables import tags
 
 pytestmark = pytest.mark.slow
 EPOCHS = 2
@@ -24,16 +25,16 @@ def vit_search(ray_session, tmp_path_factory):
     ])
     assert list(s.space.params) == ["norm"]
     outcome = search.run(s)
-    client = _tracking.client_for(outcome.tracking_uri)
+    client = _mlflow.client_for(outcome.tracking_uri)
     exp = client.get_experiment_by_name(outcome.name).experiment_id
-    return outcome, client, _tracking.children(client, exp, outcome.parent_run_id)
+    return outcome, client, _mlflow.children(client, exp, outcome.parent_run_id)
 
 
 def test_pre_and_post_norm_trials_record_val_acc_every_epoch(vit_search):
     outcome, client, kids = vit_search
     assert sorted(r.data.params["norm"] for r in kids) == ["post", "pre"]
     for run in kids:
-        assert run.data.tags[_tracking.STATUS_TAG] == metrics.COMPLETED
+        assert run.data.tags[tags.STATUS] == metrics.COMPLETED
         history = client.get_metric_history(run.info.run_id, metrics.VAL_ACC)
         assert [m.step for m in history] == list(range(1, EPOCHS + 1))
         assert all(0.0 < m.value <= 1.0 for m in history)

@@ -20,8 +20,10 @@ import psutil
 import pytest
 from optuna.trial import TrialState
 
-from tunelab.search import _tracking, load_study
+from tunelab import _mlflow
+from tunelab.search import load_study
 from tunelab.trainables import metrics
+from tunelab.trainables import tags
 
 # Six trials of three half-second epochs, two at a time, checkpointed at every report.
 SEARCH = """\
@@ -72,13 +74,13 @@ class _Search:
     @property
     def client(self):
         if self._client is None:
-            self._client = _tracking.client_for(self.state["tracking_uri"])
+            self._client = _mlflow.client_for(self.state["tracking_uri"])
         return self._client
 
     def children(self) -> list:
         if self.state is None:
             return []
-        return _tracking.children(self.client, self.state["experiment_id"], self.state["parent_run_id"])
+        return _mlflow.children(self.client, self.state["experiment_id"], self.state["parent_run_id"])
 
     def parent(self):
         return self.client.get_run(self.state["parent_run_id"])
@@ -126,7 +128,7 @@ MOMENTS = {
     "pending": (signal.SIGKILL, lambda s: len(s.children()) >= 1),
     "mid-trial": (signal.SIGTERM, lambda s: s.steps() >= 1),
     "between-trials": (signal.SIGINT, lambda s: sum(
-        r.data.tags.get(_tracking.STATUS_TAG) == metrics.COMPLETED for r in s.children()) >= 2),
+        r.data.tags.get(tags.STATUS) == metrics.COMPLETED for r in s.children()) >= 2),
 }
 
 
@@ -153,11 +155,11 @@ def test_a_search_stopped_at_any_moment_resumes_without_repeating_a_config(tmp_p
         assert f"tunelab: interrupted ({signal.Signals(sig).name}): " in out and " resume faults --storage " in out
         parent = search.parent()
         assert parent.info.status == "KILLED" and parent.data.tags["tunelab.state"] == "INTERRUPTED"
-        statuses = [(r.info.status, r.data.tags[_tracking.STATUS_TAG]) for r in search.children()]
+        statuses = [(r.info.status, r.data.tags[tags.STATUS]) for r in search.children()]
         assert ("KILLED", metrics.INTERRUPTED) in statuses, statuses
         assert all(s in (("FINISHED", metrics.COMPLETED), ("KILLED", metrics.INTERRUPTED)) for s in statuses)
 
-    ended = sum(r.data.tags.get(_tracking.STATUS_TAG) == metrics.COMPLETED for r in search.children())
+    ended = sum(r.data.tags.get(tags.STATUS) == metrics.COMPLETED for r in search.children())
     resumed = _cli(tmp_path, "resume", "faults", "--storage", "runs")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     after = _distinct_and_one_run_each(search)
@@ -212,10 +214,11 @@ def test_sigterm_stops_the_ray_it_started_at_once_and_no_metrics_are_served_mean
     # The node's exporter (the dashboard agent's, on a port of its own) is off. What is left beyond the
     # loopback address is the autoscaler's and the dashboard head's own Prometheus servers, on Ray's
     # fixed ports, which no setting of ray.init turns off or binds to loopback (README: left as is).
-    from ray.autoscaler._private.constants import AUTOSCALER_METRIC_PORT
     from ray.dashboard.consts import DASHBOARD_METRIC_PORT
 
-    assert not [e for e in exposed if e[0].startswith("ray::") or e[1][1] not in (AUTOSCALER_METRIC_PORT,
+    from tunelab._private import ray_autoscaler_metric_port
+
+    assert not [e for e in exposed if e[0].startswith("ray::") or e[1][1] not in (ray_autoscaler_metric_port(),
                                                                                   DASHBOARD_METRIC_PORT)], exposed
     ray_procs = root.children(recursive=True)
     os.kill(driver.pid, signal.SIGTERM)
@@ -274,7 +277,7 @@ def test_a_full_disk_interrupts_the_search_in_one_line_and_it_resumes_once_there
     search = _Search(small_disk)
     db = tmp_path / "mlflow.db"  # the tracking database elsewhere: what fills is the results' disk
     driver = _start(tmp_path, "run", "s.yaml", "--storage", str(small_disk), "--set", f"tracking.uri=sqlite:///{db}")
-    search._client = _tracking.client_for(f"sqlite:///{db}")
+    search._client = _mlflow.client_for(f"sqlite:///{db}")
     _wait_for(driver, tmp_path / "driver.log", lambda: search.steps() >= 2)
     with open(small_disk / "filler", "wb") as f:  # the disk fills up
         with contextlib.suppress(OSError):

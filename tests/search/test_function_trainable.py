@@ -15,10 +15,11 @@ import pytest
 import ray.cloudpickle
 
 import tunelab
+from tunelab import _mlflow
 from tunelab import spaces
-from tunelab.search import MissingObjective, _tracking, load_study
+from tunelab.search import load_study, MissingObjective
 from tunelab.search.cli import main
-from tunelab.trainables import metrics
+from tunelab.trainables import tags
 
 # Ray ships a trainable to its workers by pickling it; these live in a test module the workers cannot
 # import, so they travel by value, as a function defined in a user's script or notebook does.
@@ -64,16 +65,16 @@ SEARCH = {
 @pytest.mark.parametrize("train", [train_with_tunelab, train_with_ray], ids=["tunelab.report", "ray.tune.report"])
 def test_a_function_that_returns_has_completed_and_its_own_metrics_are_logged(ray_session, tmp_path, train):
     out = tunelab.run(SEARCH, trainable=train, storage=tmp_path / "runs")
-    client = _tracking.client_for(out.tracking_uri)
+    client = _mlflow.client_for(out.tracking_uri)
     state = (out.experiment_dir / "tunelab.json").read_text()
     assert out.name == "fn" and '"parent_run_id"' in state
-    kids = _tracking.children(client, client.get_experiment_by_name("fn").experiment_id, out.parent_run_id)
+    kids = _mlflow.children(client, client.get_experiment_by_name("fn").experiment_id, out.parent_run_id)
     assert len(kids) == 6
     statuses = {}
     best_in_mlflow = math.inf
     for run in kids:
         epochs = int(run.data.metrics["epoch"])
-        status = run.data.tags[_tracking.STATUS_TAG]
+        status = run.data.tags[tags.STATUS]
         assert status == ("completed" if epochs == EPOCHS else "stopped_early"), (epochs, status)
         assert run.data.metrics["finished"] == (1.0 if status == "completed" else 0.0)
         lr = float(run.data.params["lr"])
@@ -81,7 +82,7 @@ def test_a_function_that_returns_has_completed_and_its_own_metrics_are_logged(ra
         history = client.get_metric_history(run.info.run_id, "val_mae")
         assert [m.step for m in history] == list(range(1, epochs + 1))
         best_in_mlflow = min(best_in_mlflow, *(m.value for m in history))
-        statuses[run.data.tags[_tracking.TRIAL_ID_TAG]] = status
+        statuses[run.data.tags[tags.TRIAL_ID]] = status
     assert set(statuses.values()) == {"completed", "stopped_early"}  # both kinds happened
     assert out.best_value == pytest.approx(best_in_mlflow)
     assert out.best_config["lr"] == pytest.approx(min(
@@ -103,7 +104,7 @@ def test_an_objective_the_first_report_lacks_stops_the_search_with_one_line(ray_
     message = str(err.value)
     assert "\n" not in message
     assert "reported no 'val_mae' (the search's metric); it reported: epoch, loss" in message
-    client = _tracking.client_for(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    client = _mlflow.client_for(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("fn").experiment_id])
     assert runs and all(r.info.status != "RUNNING" for r in runs)  # nothing left open
     (parent,) = [r for r in runs if "tunelab.state" in r.data.tags]

@@ -23,8 +23,9 @@ from pathlib import Path
 import pytest
 
 from _procs import TINY_SETS, free_port
-from tunelab.search import _tracking
+from tunelab import _mlflow
 from tunelab.trainables import metrics
+from tunelab.trainables import tags
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -127,10 +128,10 @@ def test_submit_runs_the_search_as_a_job_and_mlflow_has_its_runs(head, tmp_path)
     assert "job-smoke: 3 trials" in _tunelab(env, "logs", job_id, "--address", address).stdout
 
     state = json.loads((tmp_path / "job-smoke" / "tunelab.json").read_text())
-    client = _tracking.client_for(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    kids = _tracking.children(client, state["experiment_id"], state["parent_run_id"])
+    client = _mlflow.client_for(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    kids = _mlflow.children(client, state["experiment_id"], state["parent_run_id"])
     assert len(kids) == 3
-    assert all(r.data.tags[_tracking.STATUS_TAG] in (metrics.COMPLETED, metrics.STOPPED_EARLY) for r in kids)
+    assert all(r.data.tags[tags.STATUS] in (metrics.COMPLETED, metrics.STOPPED_EARLY) for r in kids)
     assert client.get_run(state["parent_run_id"]).info.status == "FINISHED"
 
 
@@ -197,8 +198,8 @@ def test_a_search_file_from_any_folder_travels_with_the_job(head, tmp_path):
     assert job_env["TUNELAB_SEARCH_TEXT"] == text and job_env["MLFLOW_TRACKING_USERNAME"] == "alice"
 
     state = json.loads((storage / "job-anywhere" / "tunelab.json").read_text())
-    client = _tracking.client_for(f"sqlite:///{storage / 'mlflow.db'}")
-    assert len(_tracking.children(client, state["experiment_id"], state["parent_run_id"])) == 2
+    client = _mlflow.client_for(f"sqlite:///{storage / 'mlflow.db'}")
+    assert len(_mlflow.children(client, state["experiment_id"], state["parent_run_id"])) == 2
     parent = state["parent_run_id"]
     (tmp_path / "artifact").mkdir()
     logged = client.download_artifacts(parent, "search/my_search.yaml", str(tmp_path / "artifact"))

@@ -6,21 +6,22 @@ import pytest
 from optuna.trial import TrialState
 from ray import tune
 
+from tunelab import _mlflow
 from tunelab import search
 from tunelab import spaces
-from tunelab.search import _tracking
 from tunelab.search import load_study
 from tunelab.search._searcher import STATUS_ATTR
 from tunelab.trainables import metrics
+from tunelab.trainables import tags
 
 pytestmark = pytest.mark.slow
 LOAD = spaces.CATALOGUE / "synthetic_load.yaml"
 
 
 def _children(outcome):
-    client = _tracking.client_for(outcome.tracking_uri)
+    client = _mlflow.client_for(outcome.tracking_uri)
     exp_id = client.get_run(outcome.parent_run_id).info.experiment_id
-    return client, _tracking.children(client, exp_id, outcome.parent_run_id)
+    return client, _mlflow.children(client, exp_id, outcome.parent_run_id)
 
 
 def test_a_trial_that_raises_is_retried_then_recorded_as_error(ray_session, tmp_path):
@@ -34,8 +35,8 @@ def test_a_trial_that_raises_is_retried_then_recorded_as_error(ray_session, tmp_
     client, kids = _children(outcome)
     assert len(kids) == 2  # retries reuse the trial's run
     for run in kids:
-        assert run.data.tags[_tracking.STATUS_TAG] == metrics.ERROR and run.info.status == "FAILED"
-        assert "RuntimeError: synthetic failure at epoch 3" in run.data.tags[_tracking.ERROR_TAG]
+        assert run.data.tags[tags.STATUS] == metrics.ERROR and run.info.status == "FAILED"
+        assert "RuntimeError: synthetic failure at epoch 3" in run.data.tags[tags.ERROR]
         assert [m.step for m in client.get_metric_history(run.info.run_id, metrics.VAL_LOSS)] == [1, 2]
     assert client.get_run(outcome.parent_run_id).data.tags["tunelab.n_error"] == "2"
 
@@ -63,7 +64,7 @@ def test_trials_cut_off_by_the_time_budget_are_closed_everywhere(ray_session, tm
     client, kids = _children(outcome)
     assert len(kids) == 2
     for run in kids:
-        assert run.data.tags[_tracking.STATUS_TAG] == metrics.STOPPED_EARLY and run.info.status == "FINISHED"
+        assert run.data.tags[tags.STATUS] == metrics.STOPPED_EARLY and run.info.status == "FINISHED"
         assert set(run.data.params) >= {"x", "y", "sleep_s"}  # params ride with a first report it never made
     study = load_study(outcome.experiment_dir)
     assert [(t.state, t.user_attrs[STATUS_ATTR]) for t in study.trials] == [(TrialState.PRUNED, metrics.STOPPED_EARLY)] * 2
@@ -77,6 +78,6 @@ def test_a_search_of_200_short_trials_completes(ray_session, tmp_path):
     counts = outcome.counts()
     assert counts[metrics.COMPLETED] + counts[metrics.STOPPED_EARLY] == 200 and counts[metrics.STOPPED_EARLY] > 0
     client, kids = _children(outcome)
-    assert len(kids) == 200 and len({r.data.tags[_tracking.TRIAL_ID_TAG] for r in kids}) == 200
+    assert len(kids) == 200 and len({r.data.tags[tags.TRIAL_ID] for r in kids}) == 200
     # TPE found the known optimum's neighbourhood: val_loss = 1 + (x-0.3)^2 + (y+0.2)^2 + 1/4 at best.
     assert outcome.best.best < 1.25 + 0.01

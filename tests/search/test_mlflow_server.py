@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from _procs import TINY_SETS, free_port
-from tunelab.search import _tracking
+from tunelab import _mlflow
 from tunelab.trainables import metrics
+from tunelab.trainables import tags
 
 pytestmark = pytest.mark.slow
 
@@ -85,13 +86,13 @@ def test_server_killed_mid_search_then_sync_replays_without_duplicates(server, t
          "--storage", str(storage)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        client = _tracking.client_for(server.uri)
+        client = _mlflow.client_for(server.uri)
         deadline = time.time() + 240
         while True:  # wait until MLflow holds some reports, then take the server away
             state_file = storage / "ptb-smoke" / "tunelab.json"
             if state_file.exists():
                 state = json.loads(state_file.read_text())
-                kids = _tracking.children(client, state["experiment_id"], state["parent_run_id"])
+                kids = _mlflow.children(client, state["experiment_id"], state["parent_run_id"])
                 if any(metrics.VAL_PPL in r.data.metrics for r in kids):
                     break
             if time.time() > deadline or driver.poll() is not None:
@@ -113,8 +114,8 @@ def test_server_killed_mid_search_then_sync_replays_without_duplicates(server, t
     assert not (storage / "ptb-smoke" / "mlflow_pending.json").exists()
 
     def histories() -> dict[str, list[int]]:
-        kids = _tracking.children(client, state["experiment_id"], state["parent_run_id"])
-        return {r.data.tags[_tracking.TRIAL_ID_TAG]: [m.step for m in client.get_metric_history(r.info.run_id, metrics.VAL_PPL)]
+        kids = _mlflow.children(client, state["experiment_id"], state["parent_run_id"])
+        return {r.data.tags[tags.TRIAL_ID]: [m.step for m in client.get_metric_history(r.info.run_id, metrics.VAL_PPL)]
                 for r in kids}
 
     first = histories()
@@ -122,8 +123,8 @@ def test_server_killed_mid_search_then_sync_replays_without_duplicates(server, t
     for trial_dir in (storage / "ptb-smoke").glob("train_*"):
         rows = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
         assert first[rows[0]["trial_id"]] == [r["training_iteration"] for r in rows]
-    kids = _tracking.children(client, state["experiment_id"], state["parent_run_id"])
-    assert all(r.data.tags[_tracking.STATUS_TAG] in (metrics.COMPLETED, metrics.STOPPED_EARLY, metrics.STATUS_DIVERGED)
+    kids = _mlflow.children(client, state["experiment_id"], state["parent_run_id"])
+    assert all(r.data.tags[tags.STATUS] in (metrics.COMPLETED, metrics.STOPPED_EARLY, metrics.STATUS_DIVERGED)
                for r in kids)
     parent = client.get_run(state["parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.tags["tunelab.best_trial_id"] in first

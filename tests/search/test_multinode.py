@@ -27,9 +27,10 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from tunelab.search import _tracking
+from tunelab import _mlflow
 from tunelab.search import load_study
 from tunelab.trainables import metrics
+from tunelab.trainables import tags
 
 pytestmark = pytest.mark.slow
 
@@ -120,10 +121,10 @@ def _max_overlap(intervals: list[tuple[int, int]]) -> int:
     return most
 
 
-def _mlflow(outcome: dict):
-    client = _tracking.client_for(outcome["tracking_uri"])
+def _records(outcome: dict):
+    client = _mlflow.client_for(outcome["tracking_uri"])
     parent = client.get_run(outcome["parent_run_id"])
-    return client, parent, _tracking.children(client, parent.info.experiment_id, outcome["parent_run_id"])
+    return client, parent, _mlflow.children(client, parent.info.experiment_id, outcome["parent_run_id"])
 
 
 def test_quarter_gpu_trials_pack_four_at_a_time_on_the_gpu_node(tmp_path):
@@ -157,7 +158,7 @@ def test_quarter_gpu_trials_pack_four_at_a_time_on_the_gpu_node(tmp_path):
     if not Path("/dev/nvidia0").exists():
         assert probe["torch_cuda_available"] is False
 
-    client, parent, kids = _mlflow(s["outcome"])
+    client, parent, kids = _records(s["outcome"])
     assert len(kids) == 4 and parent.info.status == "FINISHED"
 
 
@@ -198,12 +199,12 @@ def test_a_lost_node_s_trial_resumes_from_its_checkpoint_on_another_node(tmp_pat
             assert {actors[r["pid"]]["node_id"] for r in t["rows"]} == {nodes["keep"]}
 
     # MLflow: one child run per trial, every step once, the victim's epochs 1..5 once each.
-    client, parent, kids = _mlflow(outcome)
-    assert sorted(r.data.tags[_tracking.TRIAL_ID_TAG] for r in kids) == sorted(trials)
+    client, parent, kids = _records(outcome)
+    assert sorted(r.data.tags[tags.TRIAL_ID] for r in kids) == sorted(trials)
     for run in kids:
-        assert run.data.tags[_tracking.STATUS_TAG] == metrics.COMPLETED
+        assert run.data.tags[tags.STATUS] == metrics.COMPLETED
         assert [m.step for m in client.get_metric_history(run.info.run_id, metrics.VAL_LOSS)] == epochs
-    (victim_run,) = [r for r in kids if r.data.tags[_tracking.TRIAL_ID_TAG] == fault["trial_id"]]
+    (victim_run,) = [r for r in kids if r.data.tags[tags.TRIAL_ID] == fault["trial_id"]]
     history = client.get_metric_history(victim_run.info.run_id, metrics.EPOCH)
     assert [(m.step, m.value) for m in history] == [(e, float(e)) for e in epochs]
     assert parent.data.tags["tunelab.n_completed"] == "3" and parent.info.status == "FINISHED"

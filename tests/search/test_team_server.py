@@ -13,13 +13,14 @@ import sys
 import pytest
 from _servers import TEAM_USER
 
+from tunelab import _mlflow
 from tunelab import analysis
 from tunelab import search
 from tunelab import spaces
-from tunelab.search import _tracking
 from tunelab.search import sync
 from tunelab.search.cli import main
 from tunelab.trainables import metrics
+from tunelab.trainables import tags
 
 pytestmark = pytest.mark.slow
 LOAD = str(spaces.CATALOGUE / "synthetic_load.yaml")
@@ -38,18 +39,18 @@ def test_a_search_on_the_server_with_a_login_then_sync_resume_ls_ui_and_analysis
     s = spaces.load(LOAD, [*SMALL, "name=team-search", f"storage={tmp_path}", f"tracking.uri={team_server.uri}"])
     outcome = search.run(s)
     assert len(outcome.trials) == 3
-    client = _tracking.client_for(team_server.uri)
+    client = _mlflow.client_for(team_server.uri)
     parent = client.get_run(outcome.parent_run_id)
-    kids = _tracking.children(client, parent.info.experiment_id, outcome.parent_run_id)
+    kids = _mlflow.children(client, parent.info.experiment_id, outcome.parent_run_id)
 
     def histories():
-        return {r.data.tags[_tracking.TRIAL_ID_TAG]: [(m.step, m.value) for m in client.get_metric_history(
-            r.info.run_id, metrics.VAL_LOSS)] for r in _tracking.children(client, parent.info.experiment_id,
+        return {r.data.tags[tags.TRIAL_ID]: [(m.step, m.value) for m in client.get_metric_history(
+            r.info.run_id, metrics.VAL_LOSS)] for r in _mlflow.children(client, parent.info.experiment_id,
                                                                           outcome.parent_run_id)}
 
     first = histories()
     assert sorted(first) == sorted(t.trial_id for t in outcome.trials)
-    assert all(r.data.tags[_tracking.STATUS_TAG] in (metrics.COMPLETED, metrics.STOPPED_EARLY) for r in kids)
+    assert all(r.data.tags[tags.STATUS] in (metrics.COMPLETED, metrics.STOPPED_EARLY) for r in kids)
     assert parent.info.status == "FINISHED" and parent.data.tags["tunelab.best_trial_id"] in first
 
     # sync and resume talk to the same server with the same login, and add nothing to a finished search.

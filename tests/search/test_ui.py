@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tunelab.search import _tracking, _ui
+from tunelab import _mlflow
+from tunelab.search import _ui
 
 
 def test_the_url_opens_the_runs_table_in_the_model_training_view():
@@ -15,8 +16,8 @@ def test_the_url_opens_the_runs_table_in_the_model_training_view():
 
 
 def test_the_saved_view_sorts_by_the_objective_and_shows_what_was_searched(tmp_path):
-    client = _tracking.client_for(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    exp = _tracking.ensure_experiment(client, "e", tmp_path / "art")
+    client = _mlflow.client_for(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = _mlflow.ensure_experiment(client, "e", tmp_path / "art")
     _ui.save_view(client, exp, "val_ppl", "min", ["lr", "cell"])
     tags = client.get_experiment(exp).tags
     assert tags["mlflow.experimentKind"] == "custom_model_development"

@@ -15,13 +15,16 @@ from mlflow.entities import Metric, Param
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
+from tunelab import _mlflow
 from tunelab import search
 from tunelab import spaces
-from tunelab.search import _tracking, _warmstart
+from tunelab.search import _warmstart
+from tunelab.search._parent import ParentRun
 from tunelab.search._paths import STUDY_FILE, load_study
 from tunelab.search._searcher import REASON_ATTR, STATUS_ATTR, open_storage
 from tunelab.search.cli import main
 from tunelab.trainables import metrics
+from tunelab.trainables import tags
 
 EARLIER = """\
 # an earlier synthetic search, written by hand for these tests
@@ -102,9 +105,9 @@ def test_seeded_trials_feed_the_sampler_and_stay_out_of_the_new_search_counts(tm
     new = _new(tmp_path, "{search: a}")
     warm = _warmstart.prepare(new)
     journal = tmp_path / "b.log"
-    store = _tracking.client_for(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    parent = store.create_run(store.create_experiment("b")).info.run_id
-    _warmstart.seed(warm, str(journal), new.spec, store, parent)
+    store = _mlflow.client_for(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent = ParentRun.open(store, store.create_experiment("b"), new, tmp_path / "runs" / "b", [], warm).run_id
+    _warmstart.seed(warm, str(journal), new.spec)
     study = optuna.load_study(study_name="b", storage=open_storage(journal))
     assert [t.state for t in study.trials] == [t.state for t in warm.trials]
     assert study.best_value == 1.25 and study.best_params == {"x": 0.3, "y": -0.2, "epochs": 4}
@@ -118,7 +121,7 @@ def test_seeded_trials_feed_the_sampler_and_stay_out_of_the_new_search_counts(tm
     assert -0.5 <= params["x"] <= 1.0
     run = store.get_run(parent)
     assert run.data.params["warm_start.taken"] == "5" and run.data.params["warm_start.skipped"] == "3"
-    assert run.data.tags[_warmstart.WARM_START_TAG] == (
+    assert run.data.tags[tags.WARM_START] == (
         f"search a in {tmp_path / 'runs'}: 5 trials taken, 3 skipped (1 outside the space, 2 failed or unfinished)")
 
 
@@ -145,14 +148,14 @@ def test_values_off_a_stepped_grid_or_outside_a_choice_are_outside(tmp_path, ear
 
 def test_an_mlflow_experiment_gives_its_child_runs(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = _tracking.client_for(uri)
+    client = _mlflow.client_for(uri)
     exp = client.create_experiment("a", artifact_location=(tmp_path / "art").as_uri())
-    parent = client.create_run(exp, tags={_tracking.TRAINABLE_TAG: "synthetic"}).info.run_id
+    parent = client.create_run(exp, tags={tags.TRAINABLE: "synthetic"}).info.run_id
     client.log_text(parent, json.dumps([{"params": {"x": 0.0, "y": 0.0, "epochs": 0}, "reason": "epochs=0"}]),
                     "report/infeasible.json")
 
     def child(status, x, y, epochs, val_ppl):
-        run = client.create_run(exp, tags={_tracking.PARENT_TAG: parent, _tracking.STATUS_TAG: status}).info.run_id
+        run = client.create_run(exp, tags={tags.PARENT: parent, tags.STATUS: status}).info.run_id
         client.log_batch(run, params=[Param("x", str(x)), Param("y", str(y)), Param("epochs", str(epochs)),
                                       Param("seed", "0")],
                          metrics=[Metric(metrics.VAL_PPL, v, 0, s) for s, v in val_ppl.items()])
@@ -207,7 +210,7 @@ def test_an_earlier_search_that_cannot_be_used_stops_the_run_before_anything_is_
          "no MLflow database at"),
         ("{experiment: a, tracking: 'ftp://x'}", "warm_start.tracking", "no store for the scheme 'ftp'"),
     ]
-    _tracking.client_for(f"sqlite:///{tmp_path / 'm.db'}").create_experiment("other")
+    _mlflow.client_for(f"sqlite:///{tmp_path / 'm.db'}").create_experiment("other")
     capsys.readouterr()  # MLflow's notes on creating that database
     for warm, field, message in cases:
         path = tmp_path / "b.yaml"
@@ -266,8 +269,8 @@ def test_a_warm_started_tpe_search_reaches_the_earlier_best_sooner_than_a_cold_o
         [(t.state, t.params, t.value, t.intermediate_values) for t in before]
     assert seeded[0].number == 0  # before the first suggestion
     assert len(warm.trials) == 8  # the budget counts the new search's own trials only
-    client = _tracking.client_for(warm.tracking_uri)
+    client = _mlflow.client_for(warm.tracking_uri)
     parent = client.get_run(warm.parent_run_id)
     assert parent.data.params["warm_start.taken"] == "8" and parent.data.params["warm_start.skipped"] == "0"
-    assert parent.data.tags[_warmstart.WARM_START_TAG].startswith(f"search earlier in {storage}: 8 trials taken")
+    assert parent.data.tags[tags.WARM_START].startswith(f"search earlier in {storage}: 8 trials taken")
     assert parent.data.tags["tunelab.n_completed"] != "" and "warm_start.taken" not in client.get_run(cold.parent_run_id).data.params

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from tunelab import _mlflow
 from tunelab import trainables
-from tunelab.search import _tracking
 from tunelab.trainables import Registry
+from tunelab.trainables import tags
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -201,9 +202,9 @@ def _two_completed_runs(env, tmp_path, text: str, name: str) -> list:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"{name}: 2 trials (completed 2)" in proc.stdout
     state = json.loads((tmp_path / "runs" / name / "tunelab.json").read_text())
-    client = _tracking.client_for(state["tracking_uri"])
-    kids = _tracking.children(client, state["experiment_id"], state["parent_run_id"])
-    assert len(kids) == 2 and all(run.data.tags[_tracking.STATUS_TAG] == "completed" for run in kids)
+    client = _mlflow.client_for(state["tracking_uri"])
+    kids = _mlflow.children(client, state["experiment_id"], state["parent_run_id"])
+    assert len(kids) == 2 and all(run.data.tags[tags.STATUS] == "completed" for run in kids)
     return kids
 
 

@@ -1,153 +1,44 @@
-"""MLflow layout of a search (README: "What a search records"), written by the driver only.
+"""One MLflow child run per Ray trial, under the search's parent run: ``MLflowTracker``, a Tune callback.
 
-One parent run per search; one child run per Ray trial, found again by its trial id after
-``tunelab resume`` (Ray's ``MLflowLoggerCallback`` keeps that map in memory only, so a resumed search
-would get a second run per trial). Every report is one ``log_batch`` call, not one request per key.
+A trial's run is found again by its trial id after ``tunelab resume`` (Ray's ``MLflowLoggerCallback``
+keeps that map in memory only, so a resumed search would get a second run per trial). Every report is
+one ``log_batch`` call, not one request per key.
 
 A tracking server that goes away does not stop the search: the trials it could not record are noted,
-and once it answers again each is replayed from what Ray wrote (the trial's ``result.json``), from
-the first step MLflow lacks. ``tunelab sync`` does the same after the search has ended.
+and once it answers again each is replayed from what Ray wrote (the trial's reports, read back by
+``tunelab._private.ray_trial_results``), from the first step MLflow lacks. ``tunelab sync`` does the
+same after the search has ended.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import fcntl
 import json
 import logging
 import math
 import os
-import subprocess
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-from mlflow.entities import Metric, Param, RunTag  # noqa: F401 (re-used by _run)
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.tracking.registry import UnsupportedModelRegistryStoreURIException
 from ray.tune import Callback
 
+from tunelab import _mlflow, _private
+from tunelab._mlflow import Metric, Param, RunTag
 from tunelab.search import _ends
 from tunelab.search._artifacts import log_checkpoint_artifacts
+from tunelab.search._parent import Progress
 from tunelab.trainables import metrics
 from tunelab.trainables import tags
 
 log = logging.getLogger(__name__)
 
-TRIAL_ID_TAG, STATUS_TAG, ERROR_TAG, TRAINABLE_TAG = tags.TRIAL_ID, tags.STATUS, tags.ERROR, tags.TRAINABLE
-PARENT_TAG, RUN_NAME_TAG = tags.PARENT, tags.RUN_NAME
 # Seconds between attempts to reach a tracking server that stopped answering.
 RETRY_S = 15.0
-# The URI schemes of MLflow's own tracking stores (a plugin may add others, which client_for accepts).
-USABLE_SCHEMES = ("sqlite:///PATH", "postgresql://", "mysql://", "mssql://", "http(s)://HOST:PORT", "file:///PATH",
-                  "databricks")
 # What a report carries besides the trainable's metrics that is worth a curve.
 _PROGRESS_KEYS = ("training_iteration", "time_total_s")
-NOTE_TAG = tags.NOTE
-# MLflow's run status says whether the trial ran as told: finished, stopped by the scheduler or the
-# budget, diverged and out of memory are all outcomes of a trial that did its job (``tunelab.status``
-# tells them apart), so they end FINISHED; only a trial that raised ends FAILED. MLflow shows KILLED
-# with a red cross, as a failure: it is left to runs a user killed (an interrupted search's trials).
-_RUN_STATUS = {
-    metrics.COMPLETED: "FINISHED", metrics.STOPPED_EARLY: "FINISHED", metrics.STATUS_DIVERGED: "FINISHED",
-    metrics.STATUS_OOM: "FINISHED", metrics.ERROR: "FAILED", metrics.INTERRUPTED: "KILLED",
-}
-
-
-def run_status(status: str) -> str:
-    """MLflow's run status (FINISHED, FAILED) for a trial's final ``tunelab.status``."""
-    return _RUN_STATUS[status]
-
-
-class TrackingError(RuntimeError):
-    """The MLflow tracking server cannot be used (unreachable, refused)."""
-
-
-def client_for(uri: str) -> MlflowClient:
-    """A client for ``uri`` that fails fast instead of retrying for minutes when a server is down.
-
-    Raises:
-        TrackingError: MLflow has no store for the URI's scheme (``ftp://...``).
-    """
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    try:
-        with _creating(uri):
-            return MlflowClient(tracking_uri=uri)
-    except UnsupportedModelRegistryStoreURIException:  # the client's constructor refuses the scheme
-        scheme = urlparse(uri).scheme
-        raise TrackingError(f"cannot use MLflow at {uri}: MLflow has no store for the scheme {scheme!r}; expected "
-                            f"one of {', '.join(USABLE_SCHEMES)}") from None
-
-
-@contextlib.contextmanager
-def _creating(uri: str) -> Iterator[None]:
-    """For a SQLite URI, hold a lock beside the database while MLflow opens it: the client's
-    constructor makes the tables of a new database, and two searches started at once on a new
-    results root would both make them, one failing half-way ("duplicate column name")."""
-    db = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
-    if db is None or not db.parent.is_dir():
-        yield  # not SQLite, or a folder that is not there: the store's own error names it
-        return
-    with open(db.with_name(db.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
-def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | None) -> str:
-    """The id of experiment ``name``, created (artifacts under ``artifact_root``) if missing.
-
-    Raises:
-        TrackingError: the store cannot be reached, or refuses the login.
-    """
-    try:
-        exp = client.get_experiment_by_name(name)
-        if exp is not None:
-            return exp.experiment_id
-        location = artifact_root.resolve().as_uri() if artifact_root is not None else None
-        try:
-            return client.create_experiment(name, artifact_location=location)
-        except MlflowException as exc:
-            # Made meanwhile: by another search of that name, or by this request's first attempt when
-            # a slow server answered after the client had given up and sent it again.
-            exp = client.get_experiment_by_name(name) if exc.error_code == "RESOURCE_ALREADY_EXISTS" else None
-            if exp is None:
-                raise
-            return exp.experiment_id
-    except Exception as exc:  # the client raises many types for "cannot reach the server"
-        raise TrackingError(f"cannot use MLflow at {client.tracking_uri}: {first_line(exc)}") from None
-
-
-def get_run(client: MlflowClient, run_id: str):
-    """``client.get_run``, raising TrackingError (one line) when the store cannot be used."""
-    try:
-        return client.get_run(run_id)
-    except Exception as exc:  # the client raises many types for "cannot reach the server"
-        raise TrackingError(f"cannot use MLflow at {client.tracking_uri}: {first_line(exc)}") from None
-
-
-def first_line(exc: BaseException) -> str:
-    """One line saying what went wrong; a login the server refuses says which variables give one."""
-    text = str(exc).strip() or type(exc).__name__
-    code = getattr(exc, "error_code", "")
-    if "error code 401" in text or code == "UNAUTHENTICATED":
-        return ("the server refused the login (HTTP 401): set MLFLOW_TRACKING_USERNAME and "
-                "MLFLOW_TRACKING_PASSWORD to a login on it")
-    if "error code 403" in text or code == "PERMISSION_DENIED":
-        return f"the login has no permission for this (HTTP 403): {text.splitlines()[0][-200:]}"
-    return text.splitlines()[0]
-
-
-def git_commit(path: Path) -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None
 
 
 def flat_params(config: Mapping[str, Any]) -> dict[str, str]:
@@ -274,7 +165,7 @@ class MLflowTracker(Callback):
     @property
     def client(self) -> MlflowClient:
         if self._client is None:
-            self._client = client_for(self.tracking_uri)
+            self._client = _mlflow.client_for(self.tracking_uri)
         return self._client
 
     def __getstate__(self) -> dict:  # Ray pickles callbacks into the experiment folder
@@ -284,8 +175,8 @@ class MLflowTracker(Callback):
     def setup(self, **info) -> None:
         """Find the child runs a previous launch of this search made, so a resume reuses them, and
         the parent's progress curve, so it goes on where it stopped."""
-        for run in children(self.client, self.experiment_id, self.parent_run_id):
-            trial_id = run.data.tags.get(TRIAL_ID_TAG)
+        for run in _mlflow.children(self.client, self.experiment_id, self.parent_run_id):
+            trial_id = run.data.tags.get(tags.TRIAL_ID)
             if trial_id:
                 self._runs[trial_id] = run.info.run_id
                 self._names[trial_id] = (run.info.run_name or "").split(" ")[0] or trial_id
@@ -311,7 +202,7 @@ class MLflowTracker(Callback):
             number = int(label[1:]) if label[1:].isdigit() else len(self._runs)
             run = self.client.create_run(
                 self.experiment_id, run_name=run_name(number, sampled),
-                tags={PARENT_TAG: self.parent_run_id, TRIAL_ID_TAG: trial.trial_id, STATUS_TAG: "running"},
+                tags={tags.PARENT: self.parent_run_id, tags.TRIAL_ID: trial.trial_id, tags.STATUS: "running"},
             )
             run_id = run.info.run_id
             self._runs[trial.trial_id] = run_id
@@ -341,37 +232,52 @@ class MLflowTracker(Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self.trial_label(trial)  # numbered in start order even while MLflow does not answer
-        self._guard(trials, trial, lambda: self._run_for(trial))
+        if self._online(trials, trial):
+            with self._recording(trial):
+                self._run_for(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        self._guard(trials, trial, lambda: self._log_results(trial, [result]))
+        if self._online(trials, trial):
+            with self._recording(trial):
+                self._log_results(trial, [result])
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self._guard(trials, trial, lambda: self._finish(trial, metrics.final_status(trial.last_result)))
-        # What the trial left with its last checkpoint for the record (attention maps...).
-        self._guard(trials, trial, lambda: log_checkpoint_artifacts(self.client, self._run_for(trial), trial))
+        if self._online(trials, trial):
+            with self._recording(trial):
+                self._finish(trial, metrics.final_status(trial.last_result))
+                # what the trial left with its last checkpoint for the record (attention maps...)
+                log_checkpoint_artifacts(self.client, self._run_for(trial), trial)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._guard(trials, trial, lambda: self._finish(trial, metrics.ERROR))
+        if self._online(trials, trial):
+            with self._recording(trial):
+                self._finish(trial, metrics.ERROR)
 
     def on_step_end(self, iteration, trials, **info) -> None:
         if self._pending and time.monotonic() >= self._retry_at:
-            self._guard(trials, None, lambda: None)
+            self._online(trials, None)
 
-    def _guard(self, trials, trial, call) -> None:
+    def _online(self, trials, trial) -> bool:
+        """Whether MLflow answers now. While it did not, ``trial`` joins the trials to replay, until
+        the next try: then what MLflow missed is replayed first."""
+        if not self._pending:
+            return True
+        if time.monotonic() < self._retry_at:
+            if trial is not None:
+                self._pending.add(trial.trial_id)
+            return False
+        try:  # the server may be back: first what it missed
+            self._replay_pending(trials)
+        except Exception as exc:  # the client raises many types for "cannot reach the server"
+            self._offline(trial, exc)
+            return False
+        return True
+
+    @contextlib.contextmanager
+    def _recording(self, trial) -> Iterator[None]:
         """Make one trial's MLflow calls; if the server does not answer, note the trial and go on."""
-        if self._pending:
-            if time.monotonic() < self._retry_at:
-                if trial is not None:
-                    self._pending.add(trial.trial_id)
-                return
-            try:  # the server may be back: first what it missed, then this call
-                self._replay_pending(trials)
-            except Exception as exc:
-                self._offline(trial, exc)
-                return
         try:
-            call()
+            yield
         except Exception as exc:  # the client raises many types for "cannot reach the server"
             self._offline(trial, exc)
 
@@ -379,7 +285,7 @@ class MLflowTracker(Callback):
         if not self._pending:
             log.warning("MLflow at %s does not answer (%s); the trials go on, and what they report is "
                         "replayed when it is back (or by `tunelab sync`)", self.tracking_uri,
-                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                        _mlflow.first_line(exc))
         if trial is not None:
             self._pending.add(trial.trial_id)
         self._retry_at = time.monotonic() + RETRY_S
@@ -399,7 +305,7 @@ class MLflowTracker(Callback):
     def replay(self, trial, why_stopped: str | None = None) -> None:
         """Bring one trial's child run up to what Ray recorded: missing steps, then its end status
         (``why_stopped``: the reason a stopped trial's description gives, if not its scheduler)."""
-        results = read_results(_result_file(trial))
+        results = _private.ray_trial_results(trial)
         self._log_results(trial, results)
         last = results[-1] if results else trial.last_result
         if trial.last_result and trial.last_result.get("training_iteration") == last.get("training_iteration"):
@@ -443,52 +349,24 @@ class MLflowTracker(Callback):
     def _finish(self, trial, status: str, last: Mapping[str, Any] | None = None, replaying: bool = False,
                 why: str | None = None) -> str:
         run_id = self._run_for(trial)
-        if replaying and self.client.get_run(run_id).data.tags.get(STATUS_TAG) == status:
+        if replaying and self.client.get_run(run_id).data.tags.get(tags.STATUS) == status:
             return run_id  # recorded already
         last = last if last is not None else trial.last_result
         best = self._trial_best(run_id)
-        end_tags = [RunTag(STATUS_TAG, status),
-                    RunTag(NOTE_TAG, trial_note(status, last, best, self.metric, self.time_attr, why))]
+        end_tags = [RunTag(tags.STATUS, status),
+                    RunTag(tags.NOTE, trial_note(status, last, best, self.metric, self.time_attr, why))]
         if status == metrics.ERROR and trial.error_file and os.path.exists(trial.error_file):
             self.client.log_artifact(run_id, trial.error_file)
             with open(trial.error_file) as f:
-                end_tags.append(RunTag(ERROR_TAG, f.read()[-4000:]))
+                end_tags.append(RunTag(tags.ERROR, f.read()[-4000:]))
         ts = int(time.time() * 1000)
         self.client.log_batch(run_id, metrics=end_metrics(last, status, ts), tags=end_tags,
                               params=self._due_params(run_id))
         self._params_due.pop(run_id, None)
-        self.client.set_terminated(run_id, run_status(status))
+        self.client.set_terminated(run_id, _mlflow.run_status(status))
         if self._progress is not None:
             self._progress.trial_ended(self.client, best, last)
         return run_id
-
-
-def _result_file(trial) -> Path:
-    """Where Ray's JSON logger wrote the trial's reports: its folder in the experiment's storage (the
-    driver's staging folder only exists, and only differs, for cloud storage with Ray running)."""
-    path = Path(trial.path) / "result.json"
-    if not path.exists() and ray_is_initialized():
-        path = Path(trial.local_path) / "result.json"
-    return path
-
-
-def ray_is_initialized() -> bool:
-    import ray
-
-    return ray.is_initialized()
-
-
-def read_results(path: Path) -> list[dict[str, Any]]:
-    """The reports Ray wrote for one trial (its ``result.json``, one JSON object per line)."""
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a line cut short by a killed driver
-    return rows
 
 
 LOST_MESSAGE = ("the driver stopped before Ray recorded this trial, so `tunelab resume` could not continue it; "
@@ -503,78 +381,14 @@ def end_lost_runs(client: MlflowClient, experiment_id: str, parent_run_id: str, 
     Returns the trial ids of the runs it ended.
     """
     lost = []
-    for run in children(client, experiment_id, parent_run_id):
-        trial_id = run.data.tags.get(TRIAL_ID_TAG)
-        if trial_id in known or run.data.tags.get(STATUS_TAG) in metrics.ENDED:
+    for run in _mlflow.children(client, experiment_id, parent_run_id):
+        trial_id = run.data.tags.get(tags.TRIAL_ID)
+        if trial_id in known or run.data.tags.get(tags.STATUS) in metrics.ENDED:
             continue
-        client.log_batch(run.info.run_id, tags=[RunTag(STATUS_TAG, metrics.ERROR), RunTag(ERROR_TAG, LOST_MESSAGE),
-                                                RunTag(NOTE_TAG, f"Failed: {LOST_MESSAGE}.")])
-        client.set_terminated(run.info.run_id, run_status(metrics.ERROR))
+        client.log_batch(run.info.run_id, tags=[RunTag(tags.STATUS, metrics.ERROR), RunTag(tags.ERROR, LOST_MESSAGE),
+                                                RunTag(tags.NOTE, f"Failed: {LOST_MESSAGE}.")])
+        client.set_terminated(run.info.run_id, _mlflow.run_status(metrics.ERROR))
         lost.append(trial_id)
     return lost
 
 
-def children(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list:
-    """Every child run of a parent run (all pages)."""
-    return all_runs(client, experiment_id, f"tags.`{PARENT_TAG}` = '{parent_run_id}'")
-
-
-def all_runs(client: MlflowClient, experiment_id: str, filter_string: str = "") -> list:
-    """Every run of an experiment that matches ``filter_string`` (all pages)."""
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
-@dataclasses.dataclass
-class Progress:
-    """The search's progress on its parent run, one step per ended trial (step k: k trials ended).
-
-    At each step: the best objective so far (``best_val_ppl``: the optimisation-history curve), the
-    ended trial's own best (``trial_val_ppl``: its scatter), and the FLOPs and training seconds the
-    ended trials spent together (``search_flops``, ``search_trial_s``: choose one as the x axis of a
-    chart in MLflow to see the best so far against compute).
-    """
-
-    parent_run_id: str
-    metric: str
-    mode: str
-    ended: int = 0
-    best: float | None = None
-    flops: float = 0.0
-    trial_s: float = 0.0
-
-    @classmethod
-    def read(cls, client: MlflowClient, parent_run_id: str, metric: str, mode: str) -> Progress:
-        """The progress logged so far (nothing on a new search; where it stopped after a restart)."""
-        progress = cls(parent_run_id, metric, mode)
-        spent = client.get_metric_history(parent_run_id, metrics.SEARCH_TRIAL_S)
-        if spent:
-            last = max(spent, key=lambda m: m.step)
-            progress.ended, progress.trial_s = last.step, last.value
-            values = client.get_run(parent_run_id).data.metrics
-            progress.best = values.get(metrics.best_so_far(metric))
-            progress.flops = values.get(metrics.SEARCH_FLOPS, 0.0)
-        return progress
-
-    def trial_ended(self, client: MlflowClient, best: float | None, last: Mapping[str, Any] | None) -> None:
-        """Log the next step: one more trial ended, with ``best`` its best objective (None: none)."""
-        last = last or {}
-        flops = self.flops + float(last.get(metrics.FLOPS) or 0.0)
-        trial_s = self.trial_s + float(last.get(metrics.WALL_S) or 0.0)
-        so_far = self.best
-        if best is not None and (so_far is None or (best < so_far if self.mode == "min" else best > so_far)):
-            so_far = best
-        values = {metrics.SEARCH_FLOPS: flops, metrics.SEARCH_TRIAL_S: trial_s}
-        if so_far is not None:
-            values[metrics.best_so_far(self.metric)] = so_far
-        if best is not None:
-            values[metrics.trial_value(self.metric)] = best
-        ts = int(time.time() * 1000)
-        client.log_batch(self.parent_run_id, metrics=[Metric(k, v, ts, self.ended + 1) for k, v in values.items()])
-        # only once MLflow has it: a server that did not answer leaves the count as it was
-        self.ended, self.flops, self.trial_s, self.best = self.ended + 1, flops, trial_s, so_far
