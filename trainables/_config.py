@@ -76,3 +76,26 @@ def first_violation(trainable: str, constraints: Mapping[str, Any],
         if reason:
             return reason
     return None
+
+
+# The constraints ``size_violation`` knows: a family that checks only its model's size names these.
+SIZE_CONSTRAINTS = ("model_mb", "params")
+
+
+def size_violation(trainable: str, constraints: Mapping[str, Any], model_mb: float, params: int) -> str | None:
+    """Why a model breaks the first of a search file's size ``constraints`` it breaks, or None.
+
+    Constraints (a search file's ``constraints:``):
+        model_mb: [lo, hi] on fp32 parameter MB (parameters × 4 / 2**20).
+        params: [lo, hi] on the parameter count.
+
+    Args:
+        trainable: the family's name (for an unknown constraint's message).
+        constraints: name -> bound.
+        model_mb: the model's fp32 parameter MB.
+        params: its parameter count.
+    """
+    return first_violation(trainable, constraints, {
+        "model_mb": lambda bound: window("model_mb", model_mb, bound, "{:.2f}"),
+        "params": lambda bound: window("params", params, bound, "{:,.0f}"),
+    })
