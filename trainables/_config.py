@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import pydantic
+from pydantic import Field
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
 from tunelab.trainables._errors import ConfigError
 
 T = TypeVar("T")
+
+# Field types the families' config classes share.
+PosInt = Annotated[int, Field(gt=0)]
+PosFloat = Annotated[float, Field(gt=0)]
+NonNeg = Annotated[float, Field(ge=0)]
+Unit = Annotated[float, Field(ge=0, lt=1)]
+Fraction = Annotated[float, Field(gt=0, le=1)]
 
 
 def config_dataclass(cls: type[T]) -> type[T]:

@@ -13,13 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from tunelab.trainables._config import SIZE_CONSTRAINTS, config_dataclass, size_violation
-
-PosInt = Annotated[int, Field(gt=0)]
-PosFloat = Annotated[float, Field(gt=0)]
-NonNeg = Annotated[float, Field(ge=0)]
-Unit = Annotated[float, Field(ge=0, lt=1)]
-Fraction = Annotated[float, Field(gt=0, le=1)]
+from tunelab.trainables._config import SIZE_CONSTRAINTS, Fraction, NonNeg, PosFloat, PosInt, Unit, config_dataclass, size_violation
 
 CONSTRAINTS = SIZE_CONSTRAINTS
 PTB_VOCAB = 10_000  # 9,999 train words + <eos>

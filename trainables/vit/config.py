@@ -20,15 +20,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from tunelab.trainables._config import SIZE_CONSTRAINTS, config_dataclass, size_violation
+from tunelab.trainables._config import SIZE_CONSTRAINTS, Fraction, NonNeg, PosFloat, PosInt, Unit, config_dataclass, size_violation
 from tunelab.trainables.flops import vit_flops_per_image
 from tunelab.trainables.gpt.config import BlockConfig, block_param_count, layer_norm_param_count
-
-PosInt = Annotated[int, Field(gt=0)]
-PosFloat = Annotated[float, Field(gt=0)]
-NonNeg = Annotated[float, Field(ge=0)]
-Unit = Annotated[float, Field(ge=0, lt=1)]
-Fraction = Annotated[float, Field(gt=0, le=1)]
 
 CONSTRAINTS = SIZE_CONSTRAINTS
 MB = 2**20
