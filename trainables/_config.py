@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import pydantic
+from pydantic import Field
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
 from tunelab.trainables._errors import ConfigError
 
 T = TypeVar("T")
+
+# Field types the families' config classes share.
+PosInt = Annotated[int, Field(gt=0)]
+PosFloat = Annotated[float, Field(gt=0)]
+NonNeg = Annotated[float, Field(ge=0)]
+Unit = Annotated[float, Field(ge=0, lt=1)]
+Fraction = Annotated[float, Field(gt=0, le=1)]
 
 
 def config_dataclass(cls: type[T]) -> type[T]:
@@ -76,3 +84,26 @@ def first_violation(trainable: str, constraints: Mapping[str, Any],
         if reason:
             return reason
     return None
+
+
+# The constraints ``size_violation`` knows: a family that checks only its model's size names these.
+SIZE_CONSTRAINTS = ("model_mb", "params")
+
+
+def size_violation(trainable: str, constraints: Mapping[str, Any], model_mb: float, params: int) -> str | None:
+    """Why a model breaks the first of a search file's size ``constraints`` it breaks, or None.
+
+    Constraints (a search file's ``constraints:``):
+        model_mb: [lo, hi] on fp32 parameter MB (parameters × 4 / 2**20).
+        params: [lo, hi] on the parameter count.
+
+    Args:
+        trainable: the family's name (for an unknown constraint's message).
+        constraints: name -> bound.
+        model_mb: the model's fp32 parameter MB.
+        params: its parameter count.
+    """
+    return first_violation(trainable, constraints, {
+        "model_mb": lambda bound: window("model_mb", model_mb, bound, "{:.2f}"),
+        "params": lambda bound: window("params", params, bound, "{:,.0f}"),
+    })

@@ -324,9 +324,11 @@ class Recipe(abc.ABC):
         """Constant metrics: ``n_params``, ``n_params_nonembed``."""
 
     @property
-    @abc.abstractmethod
     def flops_per_token(self) -> int:
-        """Training FLOPs (forward + backward) per token (``trainables.flops``)."""
+        """Training FLOPs (forward + backward) per token (``trainables.flops``): the config's own
+        ``flops_per_token`` (the GPT's and the arithmetic family's configs derive it); a family whose
+        config does not overrides this."""
+        return self.cfg.flops_per_token
 
     @property
     @abc.abstractmethod

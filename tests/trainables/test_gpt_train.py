@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -10,10 +9,12 @@ import torch
 
 import tunelab.trainables.gpt.train as gpt_train
 from tunelab.trainables import REGISTRY, metrics
+from tunelab.trainables._config import parse_config
 from tunelab.trainables._errors import ConfigError, DataError
 from tunelab.trainables.gpt import tokens
 from tunelab.trainables.gpt.config import GPTConfig, eval_steps
 from tunelab.trainables.gpt.schedule import lr_at
+from _local import run_trial
 from _ray_resume import straight_and_crashed
 
 pytestmark = pytest.mark.slow  # every test here trains
@@ -33,17 +34,13 @@ def token_data(data_dir, tmp_path_factory):
     return tokens.prepare(root / "slice.txt", root / "char", "char")
 
 
-def run_local(monkeypatch, config, data, state=None):
-    """Run the trainable in this process; return its reports as (metrics, state copy) pairs."""
-    reports = []
-    monkeypatch.setattr(gpt_train, "report", lambda m, state=None: reports.append((m, copy.deepcopy(state))))
-    monkeypatch.setattr(gpt_train, "load_state", lambda: state)
-    gpt_train.train(config, data)
-    return reports
+def run_local(config, data, state=None):
+    """Run one trial in this process, as ``train`` does; return its reports as (metrics, state copy) pairs."""
+    return run_trial(gpt_train.Trial(parse_config(GPTConfig, config), data), state)
 
 
-def test_reports_every_metric_once_per_evaluation(monkeypatch, token_data):
-    reports = run_local(monkeypatch, TINY, token_data)
+def test_reports_every_metric_once_per_evaluation(token_data):
+    reports = run_local(TINY, token_data)
     cfg = GPTConfig(**TINY)
     assert [m[metrics.STEP] for m, _ in reports] == eval_steps(cfg) == [10, 20, 30, 40]
     required = set(metrics.COMMON) - set(metrics.FINAL)
@@ -72,18 +69,18 @@ def test_schedule_values_seed_003():
     assert lr_at(0, 0, b, hi, lo) == pytest.approx(hi)  # no warm-up
 
 
-def test_eval_every_flops_reports_on_flop_rungs(monkeypatch, token_data):
+def test_eval_every_flops_reports_on_flop_rungs(token_data):
     cfg = GPTConfig(**TINY)
     every = 7.5 * cfg.flops_per_step
-    reports = run_local(monkeypatch, {**TINY, "eval_every_flops": every}, token_data)
+    reports = run_local({**TINY, "eval_every_flops": every}, token_data)
     flops = [m[metrics.FLOPS] for m, _ in reports]
     for k, f in enumerate(flops[:-1], start=1):
         assert k * every <= f < k * every + cfg.flops_per_step
     assert reports[-1][0][metrics.STEP] == 40
 
 
-def test_divergence_ends_the_trial_with_a_report(monkeypatch, token_data):
-    reports = run_local(monkeypatch, {**TINY, "diverge_loss": 1.0}, token_data)
+def test_divergence_ends_the_trial_with_a_report(token_data):
+    reports = run_local({**TINY, "diverge_loss": 1.0}, token_data)
     assert len(reports) == 1
     m, state = reports[0]
     assert m[metrics.DIVERGED] == 1 and m[metrics.FINISHED] == 0 and state is None
@@ -98,23 +95,23 @@ def test_out_of_memory_ends_the_trial_with_a_report(monkeypatch, token_data):
         return real_step(trial, lr)
 
     monkeypatch.setattr(gpt_train, "train_step", step)
-    reports = run_local(monkeypatch, TINY, token_data)
+    reports = run_local(TINY, token_data)
     assert [m[metrics.OOM] for m, _ in reports] == [0, 1]
     assert reports[-1][0][metrics.STEP] == 15 and reports[-1][0][metrics.VAL_PPL] == math.inf
 
 
-def test_config_and_data_errors_before_training(monkeypatch, token_data):
+def test_config_and_data_errors_before_training(token_data):
     with pytest.raises(ConfigError, match="vocab_size"):
-        run_local(monkeypatch, {**TINY, "vocab_size": 20}, token_data)
+        run_local({**TINY, "vocab_size": 20}, token_data)
     with pytest.raises(ConfigError, match="n_embd"):
-        run_local(monkeypatch, {**TINY, "n_embd": 31}, token_data)
+        run_local({**TINY, "n_embd": 31}, token_data)
     with pytest.raises(DataError):
-        run_local(monkeypatch, TINY, None)
+        gpt_train.train(TINY, None)  # train's own check, before any trial is made
 
 
-def test_resume_in_process_is_exact(monkeypatch, token_data):
-    straight = run_local(monkeypatch, TINY, token_data)
-    resumed = run_local(monkeypatch, TINY, token_data, state=straight[1][1])
+def test_resume_in_process_is_exact(token_data):
+    straight = run_local(TINY, token_data)
+    resumed = run_local(TINY, token_data, state=straight[1][1])
     assert [m[metrics.STEP] for m, _ in resumed] == [30, 40]
     for key in (metrics.VAL_PPL, metrics.TRAIN_LOSS, metrics.PARAM_NORM, metrics.TEST_PPL):
         assert resumed[-1][0][key] == straight[-1][0][key]

@@ -3,7 +3,6 @@ augmentation, and exact resume in process and through Ray Tune."""
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -11,8 +10,11 @@ import torch
 
 import tunelab.trainables.vit.train as vit_train
 from tunelab.trainables import REGISTRY, metrics
+from tunelab.trainables._config import parse_config
 from tunelab.trainables._errors import ConfigError, DataError
+from tunelab.trainables.vit.config import ViTConfig
 from tunelab.trainables.vit.data import load_digits
+from _local import run_trial
 from _ray_resume import straight_and_crashed
 
 pytestmark = pytest.mark.slow  # every test here trains
@@ -27,17 +29,13 @@ def digits():
     return load_digits()
 
 
-def run_local(monkeypatch, config, data, state=None):
-    """Run the trainable in this process; return its reports as (metrics, state copy) pairs."""
-    reports = []
-    monkeypatch.setattr(vit_train, "report", lambda m, state=None: reports.append((m, copy.deepcopy(state))))
-    monkeypatch.setattr(vit_train, "load_state", lambda: state)
-    vit_train.train(config, data)
-    return reports
+def run_local(config, data, state=None):
+    """Run one trial in this process, as ``train`` does; return its reports as (metrics, state copy) pairs."""
+    return run_trial(vit_train.Trial(parse_config(ViTConfig, config), data), state)
 
 
-def test_reports_every_metric_once_per_epoch(monkeypatch, digits):
-    reports = run_local(monkeypatch, TINY, digits)
+def test_reports_every_metric_once_per_epoch(digits):
+    reports = run_local(TINY, digits)
     images = int(1_297 * 0.5)  # 648 a epoch, in batches of 64: 11 steps
     assert [m[metrics.EPOCH] for m, _ in reports] == [1, 2, 3]
     for m, state in reports:
@@ -56,12 +54,12 @@ def test_reports_every_metric_once_per_epoch(monkeypatch, digits):
     assert last[metrics.VAL_ACC] > 0.3 and last[metrics.VAL_LOSS] < reports[0][0][metrics.VAL_LOSS]
 
 
-def test_test_accuracy_comes_from_the_best_validation_epoch(monkeypatch, digits):
-    reports = run_local(monkeypatch, TINY, digits)
+def test_test_accuracy_comes_from_the_best_validation_epoch(digits):
+    reports = run_local(TINY, digits)
     accs = [m[metrics.VAL_ACC] for m, _ in reports]
     best = max(range(3), key=lambda i: (accs[i], -i))  # the first epoch with the best val_acc
     state = reports[-1][1]
-    trial = vit_train.setup(vit_train.parse_config(vit_train.ViTConfig, TINY), digits)
+    trial = vit_train.setup(parse_config(ViTConfig, TINY), digits)
     trial.model.load_state_dict(reports[best][1]["model"])
     assert state["best_val_acc"] == accs[best]
     for k, v in state["best_weights"].items():
@@ -70,8 +68,8 @@ def test_test_accuracy_comes_from_the_best_validation_epoch(monkeypatch, digits)
     assert reports[-1][0][metrics.TEST_ACC] == acc
 
 
-def test_divergence_ends_the_trial_with_a_report(monkeypatch, digits):
-    reports = run_local(monkeypatch, {**TINY, "diverge_loss": 0.5}, digits)
+def test_divergence_ends_the_trial_with_a_report(digits):
+    reports = run_local({**TINY, "diverge_loss": 0.5}, digits)
     (m, state), = reports
     assert m[metrics.DIVERGED] == 1 and m[metrics.FINISHED] == 0 and state is None
     assert metrics.final_status(m) == metrics.STATUS_DIVERGED
@@ -86,18 +84,18 @@ def test_out_of_memory_while_training_ends_the_trial_with_a_report(monkeypatch, 
         return real(trial, e)
 
     monkeypatch.setattr(vit_train, "run_epoch", epoch)
-    reports = run_local(monkeypatch, TINY, digits)
+    reports = run_local(TINY, digits)
     assert [m[metrics.OOM] for m, _ in reports] == [0, 1]
     assert reports[-1][0][metrics.EPOCH] == 1 and reports[-1][0][metrics.VAL_ACC] == 0.0
 
 
-def test_config_and_data_errors_before_training(monkeypatch, digits):
+def test_config_and_data_errors_before_training(digits):
     with pytest.raises(ConfigError, match="image_size=32 does not match the digits data"):
-        run_local(monkeypatch, {**TINY, "image_size": 32}, digits)
+        run_local({**TINY, "image_size": 32}, digits)
     with pytest.raises(ConfigError, match="channels=3"):
-        run_local(monkeypatch, {**TINY, "channels": 3}, digits)
+        run_local({**TINY, "channels": 3}, digits)
     with pytest.raises(DataError):
-        run_local(monkeypatch, TINY, None)
+        vit_train.train(TINY, None)  # train's own check, before any trial is made
 
 
 def test_augmentation_crops_within_the_padding_and_flips():
@@ -115,7 +113,7 @@ def test_augmentation_crops_within_the_padding_and_flips():
     assert all(a or b for a, b in zip(flipped, kept)) and 8 < sum(flipped) < 56
 
 
-def test_cifar10_format_data_trains_with_crop_and_flip(monkeypatch, tmp_path):
+def test_cifar10_format_data_trains_with_crop_and_flip(tmp_path):
     from test_vit_data import write_cifar
 
     from tunelab.trainables.vit.data import load_data
@@ -124,14 +122,14 @@ def test_cifar10_format_data_trains_with_crop_and_flip(monkeypatch, tmp_path):
     data = load_data({"corpus": "cifar10", "dir": str(tmp_path / "cifar10")})
     config = dict(patch_size=8, n_layer=1, n_head=2, n_embd=16, epochs=1, batch_size=100, eval_batch_size=1000,
                   device="cpu")
-    (m, _), = run_local(monkeypatch, config, data)
+    (m, _), = run_local(config, data)
     assert m[metrics.TOKENS] == 500 and m[metrics.FINISHED] == 1 and math.isfinite(m[metrics.VAL_LOSS])
     assert 0.0 <= m[metrics.TEST_ACC] <= 1.0
 
 
-def test_resume_in_process_is_exact(monkeypatch, digits):
-    straight = run_local(monkeypatch, TINY, digits)
-    resumed = run_local(monkeypatch, TINY, digits, state=straight[0][1])
+def test_resume_in_process_is_exact(digits):
+    straight = run_local(TINY, digits)
+    resumed = run_local(TINY, digits, state=straight[0][1])
     assert [m[metrics.EPOCH] for m, _ in resumed] == [2, 3]
     for key in (metrics.VAL_ACC, metrics.VAL_LOSS, metrics.TRAIN_LOSS, metrics.PARAM_NORM, metrics.TEST_ACC):
         assert resumed[-1][0][key] == straight[-1][0][key]

@@ -18,15 +18,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from tunelab.trainables._config import config_dataclass, first_violation, window
+from tunelab.trainables._config import NonNeg, PosFloat, PosInt, Unit, config_dataclass, first_violation, window
 from tunelab.trainables.flops import gpt_flops_per_token, rnn_flops_per_token
 from tunelab.trainables.gpt import config as gpt_config
 from tunelab.trainables.rnn import config as rnn_config_module
 
-PosInt = Annotated[int, Field(gt=0)]
-PosFloat = Annotated[float, Field(gt=0)]
-NonNeg = Annotated[float, Field(ge=0)]
-Unit = Annotated[float, Field(ge=0, lt=1)]
 OPS = ("+", "-", "*", "/")
 CONSTRAINTS = ("params",)
 # The file a GPT trial leaves with its last checkpoint (``trainables._report.ARTIFACTS``): the

@@ -214,10 +214,6 @@ class Trial(_skeleton.Recipe):
         return {M.PARAMS: param_count(self.cfg), M.PARAMS_NONEMBED: params_nonembed(self.cfg)}
 
     @property
-    def flops_per_token(self) -> int:
-        return self.cfg.flops_per_token
-
-    @property
     def ceiling(self) -> float:
         return self.cfg.diverge_loss
 

@@ -22,12 +22,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from tunelab.trainables._config import config_dataclass, first_violation, window
+from tunelab.trainables._config import PosFloat, PosInt, Unit, config_dataclass, first_violation, window
 from tunelab.trainables.flops import gpt_flops_per_token, gpt_mlp_width
-
-PosInt = Annotated[int, Field(gt=0)]
-PosFloat = Annotated[float, Field(gt=0)]
-Unit = Annotated[float, Field(ge=0, lt=1)]
 
 CONSTRAINTS = ("model_mb", "params", "memory_mb", "gpu_memory")
 MB = 2**20

@@ -13,15 +13,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from tunelab.trainables._config import config_dataclass, first_violation, window
+from tunelab.trainables._config import SIZE_CONSTRAINTS, Fraction, NonNeg, PosFloat, PosInt, Unit, config_dataclass, size_violation
 
-PosInt = Annotated[int, Field(gt=0)]
-PosFloat = Annotated[float, Field(gt=0)]
-NonNeg = Annotated[float, Field(ge=0)]
-Unit = Annotated[float, Field(ge=0, lt=1)]
-Fraction = Annotated[float, Field(gt=0, le=1)]
-
-CONSTRAINTS = ("model_mb", "params")
+CONSTRAINTS = SIZE_CONSTRAINTS
 PTB_VOCAB = 10_000  # 9,999 train words + <eos>
 MB = 2**20
 
@@ -162,16 +156,10 @@ def summary(cfg: RNNConfig, vocab_size: int = PTB_VOCAB) -> dict[str, Any]:
 def check(cfg: RNNConfig, constraints: Mapping[str, Any]) -> str | None:
     """Why a parsed config cannot run under a search's constraints, or None when it can.
 
-    Constraints (a search file's ``constraints:``):
-        model_mb: [lo, hi] on fp32 parameter MB (parameters × 4 / 2**20).
-        params: [lo, hi] on the parameter count.
-
     Args:
         cfg: a parsed config.
-        constraints: name -> bound.
+        constraints: name -> bound; ``model_mb`` and ``params`` (see ``_config.size_violation``), of
+            the model with Penn Treebank's vocabulary.
     """
-    return first_violation("rnn", constraints, {
-        "model_mb": lambda bound: window("model_mb", model_mb(cfg), bound, "{:.2f}"),
-        "params": lambda bound: window("params", param_count(cfg), bound, "{:,.0f}"),
-    })
+    return size_violation("rnn", constraints, model_mb(cfg), param_count(cfg))
 

@@ -20,17 +20,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from tunelab.trainables._config import config_dataclass, first_violation, window
+from tunelab.trainables._config import SIZE_CONSTRAINTS, Fraction, NonNeg, PosFloat, PosInt, Unit, config_dataclass, size_violation
 from tunelab.trainables.flops import vit_flops_per_image
 from tunelab.trainables.gpt.config import BlockConfig, block_param_count, layer_norm_param_count
 
-PosInt = Annotated[int, Field(gt=0)]
-PosFloat = Annotated[float, Field(gt=0)]
-NonNeg = Annotated[float, Field(ge=0)]
-Unit = Annotated[float, Field(ge=0, lt=1)]
-Fraction = Annotated[float, Field(gt=0, le=1)]
-
-CONSTRAINTS = ("model_mb", "params")
+CONSTRAINTS = SIZE_CONSTRAINTS
 MB = 2**20
 
 
@@ -182,17 +176,11 @@ def summary(cfg: ViTConfig) -> dict[str, Any]:
 
 
 def check(cfg: ViTConfig, constraints: Mapping[str, Any]) -> str | None:
-    """Why a parsed config cannot run under a search's constraints, or None when it can.
-
-    Constraints (a search file's ``constraints:``):
-        model_mb: [lo, hi] on fp32 parameter MB.
-        params: [lo, hi] on the parameter count.
+    """Why a parsed config cannot run under a search's constraints (``model_mb`` and ``params``: see
+    ``_config.size_violation``), or None when it can.
 
     Args:
         cfg: a parsed config.
         constraints: name -> bound.
     """
-    return first_violation("vit", constraints, {
-        "model_mb": lambda bound: window("model_mb", model_mb(cfg), bound, "{:.2f}"),
-        "params": lambda bound: window("params", param_count(cfg), bound, "{:,.0f}"),
-    })
+    return size_violation("vit", constraints, model_mb(cfg), param_count(cfg))
