@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TAGS = ROOT / "trainables" / "tags.py"
 # "tunelab.<word>" in quotes: a tag (or a tag's prefix, f"tunelab.n_{status}").
-LITERAL = re.compile(r"""["']tunelab\.[a-z_]+(["']|\{)""")
+LITERAL = re.compile(r"""["']tunelab\.[a-z][a-z_]*(["']|\{)""")  # not a private module: "tunelab._mlflow"
 # Names of that shape that are not MLflow tags: the search folder's record, the plugins' entry-point
 # group (and its logger), a key of a Parquet file's schema metadata.
 NOT_TAGS = {'"tunelab.json"', '"tunelab.trainables"', '"tunelab.bank"'}

@@ -23,10 +23,16 @@ from tunelab.trainables import metrics
     (metrics.TRAIN_LOSS, "min"), (metrics.VAL_LOSS, "min"),
     (metrics.TRAIN_PPL, "min"), (metrics.VAL_PPL, "min"), (metrics.TEST_PPL, "min"), (metrics.BEST_VAL_PPL, "min"),
     (metrics.TRAIN_ACC, "max"), (metrics.VAL_ACC, "max"), (metrics.TEST_ACC, "max"),
-    ("my_lab_loss", "min"), ("top1_acc", "max"),  # a lab's own names, by their ending
+    (metrics.VAL_LOSS_O3, "min"), (metrics.TRAIN_ACC_O2, "max"),  # one operation order's
 ])
 def test_losses_and_perplexities_fall_accuracies_rise(key, mode):
     assert metric_mode(key) == mode
+
+
+def test_a_lab_s_own_metric_goes_the_way_its_search_did_when_it_is_the_objective():
+    assert metric_mode("my_lab_loss") is None and metric_mode("top1_acc") is None  # not guessed from the name
+    assert metric_mode("top1_acc", "top1_acc", "max") == "max"
+    assert metric_mode("my_lab_loss", "top1_acc", "max") is None
 
 
 @pytest.mark.parametrize("key", [
