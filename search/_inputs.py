@@ -1,4 +1,5 @@
-"""The data a search trains on, as an MLflow dataset input of its parent and child runs.
+"""The data a search trains on: loaded once on the driver (``load_data``; it goes to the trials
+through Ray's object store), and described as an MLflow dataset input of its parent and child runs.
 
 MLflow shows a run's dataset inputs in the runs table (the Dataset column) and on the run's page, with
 a digest that tells two corpora apart. What the trials get from the driver (``Entry.load_data``) is
@@ -14,10 +15,25 @@ from typing import Any
 
 from mlflow.entities import Dataset, DatasetInput, InputTag
 
+from tunelab import spaces
+from tunelab import trainables
+
 from tunelab.trainables.gpt.tokens import META, TokenData
 from tunelab.trainables.rnn.data import SHA256, PTBData
 
 CONTEXT_TAG = "mlflow.data.context"  # MLflow's input tag for the role of a dataset
+
+
+def load_data(search: spaces.Search) -> Any:
+    """The trainable's data, loaded once on the driver (it goes to the trials through the object store).
+
+    Raises:
+        spaces.SpecError: naming ``data``, before anything is started or written.
+    """
+    try:
+        return search.entry.load_data(search.spec.data.model_dump())
+    except trainables.DataError as exc:
+        raise spaces.SpecError(search.file, "data", str(exc)) from None
 
 
 def dataset_inputs(data: Any) -> list[DatasetInput]:

@@ -78,11 +78,6 @@ class ParentRun:
         client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
         return cls(client, experiment_id, run_id)
 
-    @classmethod
-    def of(cls, client: MlflowClient, run_id: str) -> ParentRun:
-        """The parent run ``run_id``, its experiment read from MLflow."""
-        return cls(client, client.get_run(run_id).info.experiment_id, run_id)
-
     def children(self) -> list:
         """The search's trial runs (all pages)."""
         return _mlflow.children(self.client, self.experiment_id, self.run_id)

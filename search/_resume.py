@@ -8,7 +8,7 @@ from pathlib import Path
 from ray import tune
 
 from tunelab import _mlflow, spaces
-from tunelab.search import _console, _replay, _tuner
+from tunelab.search import _console, _inputs, _replay, _tuner
 from tunelab.search._children import end_lost_runs
 from tunelab.search._parent import ParentRun
 from tunelab.search._paths import SEARCH_FILE, STATE_FILE, claim, read_state
@@ -41,7 +41,7 @@ def _resume(state: dict, exp_dir: Path, address: str | None, verbose: bool) -> O
     from tunelab.search._run import fit_and_finish
 
     search = spaces.load(exp_dir / SEARCH_FILE)
-    data = _tuner.load_data(search)
+    data = _inputs.load_data(search)
     try:  # fails early if tracking is unreachable or refuses the login
         client = _mlflow.client_for(state["tracking_uri"])
         _mlflow.get_run(client, state["parent_run_id"])

@@ -1,9 +1,11 @@
 """Launch a search: ``run(search)`` is what ``tunelab run`` calls and what tests call directly.
 
-It validates everything it can before writing anything (the search's folder is free and claimed by
-this process alone, the space holds a feasible config, the data loads, MLflow answers), opens the
-MLflow parent run, records the search in its folder, assembles the Tuner (``_tuner``), fits it and
-closes the search (``_summary.finish``), however the fit ends: its budget run, a signal, a fault.
+``run`` reads as its four steps. *Prepare*: everything that can refuse the search, before anything
+is written (the folder is free and claimed by this process alone, the space holds a feasible config,
+the data loads, the warm start's source reads, MLflow answers). *Record*: the search's folder, the
+MLflow parent run (``_parent``), the study seeded with the warm start. *Launch*: the Tuner
+(``_tuner``). *Finish*: the summary, MLflow brought level, the records closed (``_summary.finish``),
+however the fit ends: its budget run, a signal, a fault.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def run(search: spaces.Search, *, address: str | None = None, verbose: bool = Fa
         # prepare: everything that can refuse the search, before anything is written
         _refuse_existing(search, exp_dir)
         _refuse_infeasible(search)
-        data = _tuner.load_data(search)
+        data = _inputs.load_data(search)
         inputs = _inputs.dataset_inputs(data)  # the datasets, as MLflow records them on every run
         warm = _warmstart.prepare(search)  # the earlier search warm_start names, if any
         client, experiment_id = _experiment(search)

@@ -18,7 +18,6 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 from ray.tune.stopper import CombinedStopper
 
 from tunelab import spaces
-from tunelab import trainables
 from tunelab.search import _console
 from tunelab.search._budget import FlopBudgetStopper
 from tunelab.search._children import MLflowTracker
@@ -60,18 +59,6 @@ def fit(tuner: tune.Tuner, search: spaces.Search) -> tune.ResultGrid:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-def load_data(search: spaces.Search) -> Any:
-    """The trainable's data, loaded once on the driver (it goes to the trials through the object store).
-
-    Raises:
-        spaces.SpecError: naming ``data``, before anything is started or written.
-    """
-    try:
-        return search.entry.load_data(search.spec.data.model_dump())
-    except trainables.DataError as exc:
-        raise spaces.SpecError(search.file, "data", str(exc)) from None
-
 
 def init_ray(address: str | None) -> bool:
     """Start (or connect to) Ray unless this process has; True if it did.
