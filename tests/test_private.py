@@ -115,11 +115,12 @@ def test_ray_tune_loop_installs_its_graceful_stop_on_sigusr1():
 
     from ray.tune import tune
 
-    assert not callable(signal.getsignal(signal.SIGUSR1))  # outside the loop: nothing to call
-    assert _private.ray_graceful_stop() is False
     assert "_setup_signal_catching()" in inspect.getsource(tune.run), _canary("ray_graceful_stop")
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGUSR1)}
     try:
+        # (a search earlier in this process leaves Ray's handler installed: Ray does not restore it)
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        assert _private.ray_graceful_stop() is False  # no loop's handler: nothing to call
         stopped = tune._setup_signal_catching()  # what tune.run does as its loop starts
         assert _private.ray_graceful_stop() is True and stopped.is_set(), _canary("ray_graceful_stop")
     finally:
