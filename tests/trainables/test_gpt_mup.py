@@ -1,5 +1,5 @@
-"""µP for the GPT (``parametrization: mup``): the config field, SP exactly at base_width, and the rules'
-closed forms at 2× and 4× base_width."""
+"""µP for the GPT (``parametrization: mup``): the config field, SP exactly at base_width, the rules'
+closed forms at 2× and 4× base_width, and the coordinate check."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from tunelab.search.cli import main
 from tunelab.trainables._config import parse_config
 from tunelab.trainables._errors import ConfigError
 from tunelab.trainables._skeleton import set_lr
+from tunelab.trainables.gpt import coord_check
 from tunelab.trainables.gpt.config import WIDTH, GPTConfig, param_count, summary
 from tunelab.trainables.gpt.model import GPT
 from tunelab.trainables.gpt.train import make_optimizer
@@ -219,3 +220,27 @@ def test_attention_scores_use_the_mup_scale_on_both_paths():
     scores = scores.masked_fill(~torch.ones(24, 24, dtype=torch.bool).tril(), float("-inf"))
     torch.testing.assert_close(att[:, 0], scores.softmax(-1))
 
+
+# --- the coordinate check ---------------------------------------------------------------------------
+
+def test_coordinate_check_logits_grow_with_width_under_sp_and_stay_flat_under_mup():
+    # Widths 32..256 (base_width 32), 5 AdamW steps at lr 1e-2 on one fixed batch, seed 0: about a
+    # second a parametrization. The slope of log mean|logit| against log width, measured on this
+    # machine over seeds 0-9: sp +0.56 .. +1.06 (mean +0.88; the readout's Adam update moves each
+    # logit by Θ(width), so the limit is ≥ 1), mup -0.14 .. +0.04 (mean -0.04; the limit is 0). Seed
+    # 0 gives +0.97 and -0.03. The bounds sit between the two ranges with room on both sides.
+    widths, steps = [32, 64, 128, 256], 5
+    slopes = {}
+    for p in ("sp", "mup"):
+        result = coord_check.sizes({**coord_check.SMALL, "parametrization": p, "base_width": 32, "max_lr": 1e-2,
+                                    "seed": 0}, widths, steps)
+        assert len(result) == len(widths) and all(len(r) == steps + 1 for r in result)  # t = 0 .. steps
+        slopes[p] = coord_check.slope(widths, [r[steps]["logits"] for r in result])
+    assert slopes["sp"] > 0.5
+    assert abs(slopes["mup"]) < 0.2
+
+
+def test_slope_is_the_exponent_of_a_power_law():
+    assert coord_check.slope([32, 64, 128], [3.0, 6.0, 12.0]) == pytest.approx(1.0)
+    assert coord_check.slope([32, 64, 128], [5.0, 5.0, 5.0]) == 0.0
+    assert coord_check.slope([1, 4, 16], [1.0, 0.5, 0.25]) == pytest.approx(-0.5)
