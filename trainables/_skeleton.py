@@ -122,7 +122,8 @@ def make_optimizer(name: str, groups: list[dict[str, Any]], *, lr: float, device
     Args:
         name: adamw (decoupled decay, Loshchilov & Hutter), adam (decay as an L2 term added to the
             gradient), sgd, momentum (SGD with ``momentum``).
-        groups: parameter groups, each with its weight_decay.
+        groups: parameter groups, each with its weight_decay, and an ``lr_mult`` where its learning
+            rate is a multiple of the others' (``set_lr``).
         lr: the initial learning rate (families set it per step or per epoch).
         device: the parameters' device.
         momentum: for ``momentum`` only.
@@ -130,10 +131,13 @@ def make_optimizer(name: str, groups: list[dict[str, Any]], *, lr: float, device
     """
     fused = device.type in ("cpu", "cuda")
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
-    if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, betas=betas, fused=fused)
-    return torch.optim.SGD(groups, lr=lr, momentum=momentum if name == "momentum" else 0.0, fused=fused)
+        optimizer = torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
+    elif name == "adam":
+        optimizer = torch.optim.Adam(groups, lr=lr, betas=betas, fused=fused)
+    else:
+        optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum if name == "momentum" else 0.0, fused=fused)
+    set_lr(optimizer, lr)
+    return optimizer
 
 
 def clip_grad_norm(model: torch.nn.Module, max_norm: float) -> None:
@@ -175,8 +179,10 @@ def hits(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's learning rate to ``lr`` times the group's ``lr_mult`` (1 where it has none;
+    µP's hidden weights have one, ``gpt.model.width_groups``)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_mult", 1.0)
 
 
 def finite(loss: float) -> float:

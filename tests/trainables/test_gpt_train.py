@@ -109,9 +109,11 @@ def test_config_and_data_errors_before_training(token_data):
         gpt_train.train(TINY, None)  # train's own check, before any trial is made
 
 
-def test_resume_in_process_is_exact(token_data):
-    straight = run_local(TINY, token_data)
-    resumed = run_local(TINY, token_data, state=straight[1][1])
+@pytest.mark.parametrize("parametrization", [{}, {"parametrization": "mup", "base_width": 16}])
+def test_resume_in_process_is_exact(token_data, parametrization):
+    config = {**TINY, **parametrization}  # µP at twice its base width: the hidden weights' rates resume too
+    straight = run_local(config, token_data)
+    resumed = run_local(config, token_data, state=straight[1][1])
     assert [m[metrics.STEP] for m, _ in resumed] == [30, 40]
     for key in (metrics.VAL_PPL, metrics.TRAIN_LOSS, metrics.PARAM_NORM, metrics.TEST_PPL):
         assert resumed[-1][0][key] == straight[-1][0][key]

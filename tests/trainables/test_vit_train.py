@@ -127,9 +127,11 @@ def test_cifar10_format_data_trains_with_crop_and_flip(tmp_path):
     assert 0.0 <= m[metrics.TEST_ACC] <= 1.0
 
 
-def test_resume_in_process_is_exact(digits):
-    straight = run_local(TINY, digits)
-    resumed = run_local(TINY, digits, state=straight[0][1])
+@pytest.mark.parametrize("parametrization", [{}, {"parametrization": "mup", "base_width": 8}])
+def test_resume_in_process_is_exact(digits, parametrization):
+    config = {**TINY, **parametrization}  # µP at twice its base width: the hidden weights' rates resume too
+    straight = run_local(config, digits)
+    resumed = run_local(config, digits, state=straight[0][1])
     assert [m[metrics.EPOCH] for m, _ in resumed] == [2, 3]
     for key in (metrics.VAL_ACC, metrics.VAL_LOSS, metrics.TRAIN_LOSS, metrics.PARAM_NORM, metrics.TEST_ACC):
         assert resumed[-1][0][key] == straight[-1][0][key]

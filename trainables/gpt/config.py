@@ -32,6 +32,10 @@ MB = 2**20
 # GPT-2 small's shape (Radford et al. 2019): ``ModelConfig(**GPT2_SMALL)`` has 124,439,808 parameters.
 GPT2_SMALL = dict(vocab_size=50257, n_positions=1024, n_layer=12, n_head=12, n_embd=768)
 
+# The blocks' default width: ``n_embd``'s default, and ``base_width``'s, so that µP's default base is
+# the default model.
+WIDTH = 256
+
 
 @config_dataclass
 class BlockConfig:
@@ -49,20 +53,68 @@ class BlockConfig:
             keeps them out (a "bias free MLP") while its attention has biases.
         norm: "pre" (GPT-2: LayerNorm before each sub-layer) or "post" (GPT-1 / Vaswani et al.: after
             each residual sum).
+        parametrization: how initialisation, learning rates and multipliers change with the width.
+            "sp", the standard one: the same init and learning rate at every width. "mup", the
+            maximal-update parametrization of Tensor Programs V (Yang et al. 2022), Adam rules:
+            the hidden matrices' init std and learning rate shrink with the width, the readout's
+            input and the attention logits get width multipliers (``width_mult`` and the
+            properties after it; model.py applies them), so that hyperparameters tuned at one width
+            carry over to others. Adam and AdamW only (the SGD rules differ).
+        base_width: the width at which "mup" equals "sp" exactly; the rules scale with
+            n_embd / base_width. n_head is taken to stay fixed across widths (the head width grows).
     """
 
     n_layer: PosInt = 4
     n_head: PosInt = 4
-    n_embd: PosInt = 256
+    n_embd: PosInt = WIDTH
     mlp_ratio: PosFloat = 4.0
     dropout: Unit = 0.0
     bias: bool = True
     mlp_bias: bool | None = None
     norm: Literal["pre", "post"] = "pre"
+    parametrization: Literal["sp", "mup"] = "sp"
+    base_width: PosInt = WIDTH
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+
+    def check_optimizer(self, optimizer: str) -> None:
+        """Raise ValueError where ``parametrization`` has no rules for ``optimizer`` (configs that
+        extend this one and have an optimizer field call it from ``__post_init__``)."""
+        if self.parametrization == "mup" and optimizer not in ("adam", "adamw"):
+            raise ValueError(f"parametrization=mup implements Tensor Programs V's Adam rules; optimizer={optimizer} "
+                             "would need its SGD rules: use adam or adamw")
+
+    # --- µP's width rules (Tensor Programs V, Table 3, Adam): each is 1 under "sp" and at base_width ---
+    @property
+    def width_mult(self) -> float:
+        """m = n_embd / base_width under "mup"; 1 under "sp"."""
+        return self.n_embd / self.base_width if self.parametrization == "mup" else 1.0
+
+    @property
+    def hidden_lr_mult(self) -> float:
+        """The hidden matrices' learning-rate factor: 1/m (Adam LR ∝ 1/fan_in)."""
+        return self.base_width / self.n_embd if self.parametrization == "mup" else 1.0
+
+    @property
+    def hidden_init_mult(self) -> float:
+        """The hidden matrices' init-std factor: 1/√m (init variance ∝ 1/fan_in)."""
+        return math.sqrt(self.hidden_lr_mult)
+
+    @property
+    def readout_mult(self) -> float:
+        """The readout's multiplier: 1/m (``mup``'s MuReadout: output weights with a 1/fan_in
+        multiplier and a constant init, which lets the readout share the embedding matrix)."""
+        return self.hidden_lr_mult
+
+    @property
+    def attn_scale(self) -> float:
+        """The attention logits' factor: 1/√d_head under "sp" (Vaswani et al. 2017); under "mup"
+        √d_head,base / d_head = (1/√d_head)·√(1/m), with d_head,base = base_width / n_head: 1/d_head
+        as width grows (Tensor Programs V, section on attention logit scaling and Appendix J.2.1),
+        equal to SP's at base_width."""
+        return 1.0 / math.sqrt(self.n_embd // self.n_head) * math.sqrt(self.hidden_lr_mult)
 
     @property
     def mlp_width(self) -> int:
@@ -109,6 +161,8 @@ class GPTConfig(ModelConfig):
         optimizer: adamw (decoupled decay; fused kernels), adam (L2 decay), sgd, momentum (SGD with
             ``momentum``). Weight decay applies to 2-D weights only.
         max_lr, min_lr: cosine schedule from max_lr (after warm-up) down to min_lr at the last step.
+            Under ``parametrization: mup`` these are the rates of the embeddings, biases, norms and
+            readout; the blocks' matrices train at ``hidden_lr_mult`` (base_width / n_embd) times them.
         lr_ratio: when set, the peak is lr_ratio × min_lr and max_lr is ignored (seed 003 searches
             min_lr with max_lr = 10 · min_lr).
         warmup_frac: warm-up steps as a fraction of all steps (seed 003: 1/10), unless
@@ -161,6 +215,7 @@ class GPTConfig(ModelConfig):
     def __post_init__(self) -> None:
         # Fail before computing (STYLE.md 3): every cross-field rule, with the fields named.
         super().__post_init__()
+        self.check_optimizer(self.optimizer)
         if self.seq_len is not None and self.seq_len > self.n_positions:
             raise ValueError(f"seq_len={self.seq_len} exceeds n_positions={self.n_positions}")
         if (self.flop_budget is None) == (self.max_steps is None):
@@ -348,7 +403,24 @@ def summary(cfg: GPTConfig) -> dict[str, Any]:
         # it is max_lr, which the config shows already.
         **({"peak_lr": cfg.peak_lr} if cfg.lr_ratio is not None else {}),
         "memory_estimate_mb": round(memory_estimate_mb(cfg), 1),
+        **parametrization_summary(cfg, cfg.peak_lr),
     }
+
+
+def parametrization_summary(cfg: BlockConfig, lr: float) -> dict[str, float]:
+    """What ``parametrization: mup`` sets, for ``tunelab inspect``: the width multiplier m, the hidden
+    matrices' peak learning rate and init-std factor, the readout's multiplier and the attention
+    scale (``BlockConfig``'s rules); nothing under "sp", whose values the config shows already.
+
+    Args:
+        cfg: the config (GPT or ViT).
+        lr: its peak learning rate.
+    """
+    if cfg.parametrization == "sp":
+        return {}
+    return {"width_mult": cfg.width_mult, "hidden_lr": lr * cfg.hidden_lr_mult,
+            "hidden_init_mult": cfg.hidden_init_mult, "readout_mult": cfg.readout_mult,
+            "attn_scale": cfg.attn_scale}
 
 
 def check(cfg: GPTConfig, constraints: Mapping[str, Any]) -> str | None:

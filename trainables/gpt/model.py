@@ -5,6 +5,18 @@ References:
    below keep (wte, wpe, h, c_attn, c_proj, c_fc, ln_f), so GPT-2 small has 124,439,808 parameters.
 2) Karpathy's nanoGPT model.py, for the layout, the init and the weight tying.
 3) Vaswani et al. 2017 / GPT-1 (Radford et al. 2018) for the post-norm variant.
+4) Tensor Programs V (Yang et al. 2022, "Tuning Large Neural Networks via Zero-Shot Hyperparameter
+   Transfer"), Table 3's Adam column, for ``parametrization: mup``, in the form of Microsoft's ``mup``
+   package (github.com/microsoft/mup: MuReadout, MuAdam), whose constant-init readout with a 1/width
+   multiplier can share the embedding matrix. Per parameter, with m = n_embd / base_width:
+       the blocks' matrices (c_attn, c_proj, c_fc: both dimensions grow with the width, "hidden"):
+           init std × 1/√m (variance ∝ 1/fan_in), Adam learning rate × 1/m (∝ 1/fan_in);
+       embeddings, positions, biases, LayerNorms, the readout (one dimension grows, "vector-like"):
+           init and learning rate unchanged;
+       the readout's input × 1/m (its effective weights then have init variance ∝ 1/fan_in² and
+           Adam learning rate ∝ 1/fan_in, Table 3's output weights);
+       attention logits × √d_head,base / d_head instead of 1/√d_head (``BlockConfig.attn_scale``).
+   At base_width every factor is 1 and the model computes what "sp" computes, bit for bit.
 
 The shape comes from ``ModelConfig`` (config.py), which a trial's ``GPTConfig`` extends.
 """
@@ -12,6 +24,8 @@ The shape comes from ``ModelConfig`` (config.py), which a trial's ``GPTConfig`` 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -34,6 +48,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: BlockConfig, causal: bool = True) -> None:
         super().__init__()
         self.n_head, self.n_embd, self.dropout, self.causal = cfg.n_head, cfg.n_embd, cfg.dropout, causal
+        self.scale = cfg.attn_scale  # 1/√d_head, or µP's √d_head,base / d_head
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # q, k, v for all heads
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.attn_dropout = nn.Dropout(cfg.dropout)
@@ -47,8 +62,8 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         att = None
         if return_attention:
-            # Analysis path: materialise softmax(QKᵀ/√d_head) (causally masked), Vaswani et al. eq. 1.
-            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+            # Analysis path: materialise softmax(QKᵀ·scale) (causally masked), Vaswani et al. eq. 1.
+            att = (q @ k.transpose(-2, -1)) * self.scale
             if self.causal:
                 mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
                 att = att.masked_fill(~mask, float("-inf"))
@@ -57,7 +72,7 @@ class CausalSelfAttention(nn.Module):
         else:
             # Fused kernels (flash / memory-efficient on CUDA); the same maths without the T×T matrix.
             y = F.scaled_dot_product_attention(
-                q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=self.causal
+                q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=self.causal, scale=self.scale
             )
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
         return self.resid_dropout(self.c_proj(y)), att
@@ -113,6 +128,62 @@ class Block(nn.Module):
         return x, att
 
 
+def hidden_weights(blocks: Iterable[Block]) -> list[nn.Parameter]:
+    """The blocks' matrices, both of whose dimensions grow with the width: µP's hidden weights."""
+    return [p for block in blocks for p in (block.attn.c_attn.weight, block.attn.c_proj.weight,
+                                            block.mlp.c_fc.weight, block.mlp.c_proj.weight)]
+
+
+@torch.no_grad()
+def init_blocks(blocks: Iterable[Block], cfg: BlockConfig) -> None:
+    """Finish the blocks' init, in place, after every Linear's N(0, 0.02) (``GPT._init_weights``).
+
+    GPT-2's scaled init of the projections into the residual stream: std 0.02/√(2·n_layer), since each
+    layer adds two residual branches (Radford et al. 2019, section 2.3). Then µP's hidden weights:
+    std × 1/√m (``hidden_init_mult``; Tensor Programs V, Table 3: variance ∝ 1/fan_in), applied by
+    scaling the draws, so that the random stream, and at base_width every weight, is SP's.
+
+    Args:
+        blocks: the model's blocks, in order.
+        cfg: their shape and parametrization.
+    """
+    blocks = list(blocks)
+    for block in blocks:
+        for p in (block.attn.c_proj.weight, block.mlp.c_proj.weight):
+            nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+    if cfg.parametrization == "mup":
+        for p in hidden_weights(blocks):
+            p.mul_(cfg.hidden_init_mult)
+
+
+def width_groups(groups: list[dict[str, Any]], hidden: Iterable[nn.Parameter],
+                 cfg: BlockConfig) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups with µP's learning-rate rule: under "mup" each group's hidden
+    weights move to a group of their own with ``lr_mult`` = 1/m (Adam learning rate ∝ 1/fan_in,
+    Tensor Programs V, Table 3) and weight decay × m, so that AdamW's decay per step, lr × weight_decay,
+    stays the same at every width (as mup's MuAdam scales both). Under "sp" the groups are returned as
+    they are. ``_skeleton.set_lr`` multiplies each group's rate by its ``lr_mult``.
+
+    Args:
+        groups: parameter groups, each with its weight_decay (``_skeleton.decay_groups``).
+        hidden: the hidden weights (``hidden_weights``).
+        cfg: the model's parametrization.
+    """
+    if cfg.parametrization == "sp":
+        return groups
+    hidden_ids = {id(p) for p in hidden}
+    out = []
+    for group in groups:
+        inner = [p for p in group["params"] if id(p) in hidden_ids]
+        rest = [p for p in group["params"] if id(p) not in hidden_ids]
+        if inner:
+            out.append({**group, "params": inner, "lr_mult": cfg.hidden_lr_mult,
+                        "weight_decay": group["weight_decay"] * cfg.width_mult})
+        if rest:
+            out.append({**group, "params": rest})
+    return out
+
+
 class GPT(nn.Module):
     """Decoder-only transformer language model.
 
@@ -136,11 +207,7 @@ class GPT(nn.Module):
             # Weight tying (Press & Wolf 2017), as GPT-2 and nanoGPT do: one V×d matrix embeds and predicts.
             self.lm_head.weight = self.transformer.wte.weight
         self.apply(self._init_weights)
-        # GPT-2's scaled init of the projections into the residual stream: std 0.02/√(2·n_layer),
-        # since each layer adds two residual branches (Radford et al. 2019, section 2.3).
-        for name, p in self.named_parameters():
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        init_blocks(self.transformer.h, cfg)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -185,6 +252,10 @@ class GPT(nn.Module):
             attentions.append(att)
         if "ln_f" in self.transformer:
             x = self.transformer.ln_f(x)
+        if self.cfg.parametrization == "mup":
+            # µP's readout multiplier, on the head's input as mup's MuReadout puts it: the same logits
+            # as multiplying them, on d instead of V numbers per token.
+            x = x * self.cfg.readout_mult
         logits = self.lm_head(x)
         loss = None
         if targets is not None:

@@ -40,7 +40,7 @@ from tunelab.trainables._errors import ConfigError, DataError
 from tunelab.trainables._report import load_state, report
 from tunelab.trainables._skeleton import Interval, clip_grad_norm, decay_groups, finite, hits, ppl, set_lr
 from tunelab.trainables.gpt.config import GPTConfig, eval_steps, param_count, params_nonembed
-from tunelab.trainables.gpt.model import GPT
+from tunelab.trainables.gpt.model import GPT, hidden_weights, width_groups
 from tunelab.trainables.gpt.schedule import lr_at
 from tunelab.trainables.gpt.tokens import TokenData
 
@@ -152,9 +152,11 @@ setup = Trial.setup  # a seeded, built trial, for tests and benchmarks
 
 def make_optimizer(cfg: GPTConfig, model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:
     """The optimizer ``cfg`` names, weight decay on 2-D tensors (matmul weights, embeddings) only, as
-    nanoGPT does; the learning rate is set per step."""
-    return _skeleton.make_optimizer(cfg.optimizer, decay_groups(model, cfg.weight_decay, matrices_only=True),
-                                    lr=cfg.peak_lr, device=device, momentum=cfg.momentum,
+    nanoGPT does, and µP's learning rates under ``parametrization: mup`` (``width_groups``); the
+    learning rate is set per step."""
+    groups = width_groups(decay_groups(model, cfg.weight_decay, matrices_only=True),
+                          hidden_weights(model.transformer.h), cfg)
+    return _skeleton.make_optimizer(cfg.optimizer, groups, lr=cfg.peak_lr, device=device, momentum=cfg.momentum,
                                     betas=(cfg.beta1, cfg.beta2))
 
 

@@ -3,7 +3,8 @@
 Nothing here imports torch, so the search can validate configs, count parameters and FLOPs and check
 constraints without it. ``tunelab inspect`` prints ``summary(cfg)``.
 
-The block fields (n_layer, n_head, n_embd, mlp_ratio, dropout, bias, norm) and their defaults come
+The block fields (n_layer, n_head, n_embd, mlp_ratio, dropout, bias, norm, parametrization,
+base_width) and their defaults come
 from the GPT's ``BlockConfig``: both families stack the same ``Block``. The ViT sets one of them
 differently, ``mlp_ratio`` 2 (seed report 001's MLP of 512 on a width of 256, against GPT-2's 4).
 The defaults are seed report 001's CIFAR-10 shape: width 256, MLP hidden 512, biases everywhere,
@@ -22,7 +23,7 @@ from pydantic import Field
 
 from tunelab.trainables._config import SIZE_CONSTRAINTS, Fraction, NonNeg, PosFloat, PosInt, Unit, config_dataclass, size_violation
 from tunelab.trainables.flops import vit_flops_per_image
-from tunelab.trainables.gpt.config import BlockConfig, block_param_count, layer_norm_param_count
+from tunelab.trainables.gpt.config import BlockConfig, block_param_count, layer_norm_param_count, parametrization_summary
 
 CONSTRAINTS = SIZE_CONSTRAINTS
 MB = 2**20
@@ -48,7 +49,8 @@ class ViTConfig(BlockConfig):
         optimizer: adamw (decoupled decay; fused kernels), adam (decay as an L2 term), sgd, momentum
             (SGD with ``momentum``). Weight decay applies to weights of 2 or more dimensions (matmul
             and patch weights, the class token and positions), not to biases and LayerNorm gains.
-        lr: the peak learning rate.
+        lr: the peak learning rate (under ``parametrization: mup``, of all but the blocks' matrices,
+            which train at ``hidden_lr_mult`` times it).
         lr_schedule: per optimizer step, after ``warmup_epochs`` of linear warm-up from 0:
             constant; cosine (from lr down to min_lr at the last step, seed 003's formula);
             step (lr divided by lr_decay every decay_every epochs).
@@ -99,6 +101,7 @@ class ViTConfig(BlockConfig):
     def __post_init__(self) -> None:
         # Fail before computing (STYLE.md 3): every cross-field rule, with the fields named.
         super().__post_init__()
+        self.check_optimizer(self.optimizer)
         if self.image_size % self.patch_size:
             raise ValueError(f"patch_size={self.patch_size} does not divide image_size={self.image_size}")
         if self.min_lr > self.lr:
@@ -172,6 +175,7 @@ def summary(cfg: ViTConfig) -> dict[str, Any]:
         "tokens_per_image": cfg.n_positions,
         "flops_per_image": cfg.flops_per_image,
         "epochs": cfg.epochs,
+        **parametrization_summary(cfg, cfg.lr),
     }
 
 

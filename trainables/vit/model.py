@@ -5,19 +5,18 @@ References:
    token, learned positions, a LayerNorm and a linear head on the class token's output.
 2) Seed report 001 (its Table 1 fixes the shape: see ``config.param_count``).
 3) ``trainables.gpt.model`` for the blocks (pre- or post-norm, ``Block(cfg, causal=False)``), their
-   init and GPT-2's scaled init of the residual projections.
+   init, GPT-2's scaled init of the residual projections and ``parametrization: mup``'s rules: the
+   patch projection, class token and positions are µP's input weights, the head its readout.
 
 The shape comes from ``ViTConfig`` (config.py).
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 
-from tunelab.trainables.gpt.model import GPT, Block
+from tunelab.trainables.gpt.model import GPT, Block, init_blocks
 from tunelab.trainables.vit.config import ViTConfig
 
 
@@ -46,9 +45,7 @@ class ViT(nn.Module):
         self.apply(GPT._init_weights)  # Linear layers N(0, 0.02), biases 0, as the GPT
         nn.init.normal_(self.cls_token, std=0.02)
         nn.init.normal_(self.pos_embed, std=0.02)
-        for name, p in self.named_parameters():
-            if name.endswith("c_proj.weight"):  # GPT-2's residual-branch scaling, as in the GPT
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        init_blocks(self.blocks, cfg)  # GPT-2's residual-branch scaling and µP's, as in the GPT
 
     def num_params(self, non_embedding: bool = False) -> int:
         """Parameter count; non_embedding leaves out the patch projection, class token and positions.
@@ -77,4 +74,7 @@ class ViT(nn.Module):
         x = self.drop(torch.cat([cls, x], dim=1) + self.pos_embed)  # (B, P + 1, d)
         for block in self.blocks:
             x, _ = block(x)
-        return self.head(self.ln_f(x[:, 0]))  # the class token's output only
+        x = self.ln_f(x[:, 0])  # the class token's output only
+        if self.cfg.parametrization == "mup":
+            x = x * self.cfg.readout_mult  # µP's readout multiplier, as the GPT's
+        return self.head(x)

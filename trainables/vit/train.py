@@ -35,6 +35,7 @@ from tunelab.trainables._config import parse_config
 from tunelab.trainables._errors import ConfigError, DataError
 from tunelab.trainables._report import load_state, report
 from tunelab.trainables._skeleton import Interval, decay_groups, finite, hits, set_lr
+from tunelab.trainables.gpt.model import hidden_weights, width_groups
 from tunelab.trainables.vit.config import ViTConfig, param_count, params_nonembed
 from tunelab.trainables.vit.data import ImageData
 from tunelab.trainables.vit.model import ViT
@@ -164,10 +165,11 @@ setup = Trial.setup  # a seeded, built trial, for tests and benchmarks
 
 
 def make_optimizer(cfg: ViTConfig, model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:
-    """The optimizer ``cfg`` names, weight decay on tensors of 2 or more dimensions only (the learning
-    rate is set per step)."""
-    return _skeleton.make_optimizer(cfg.optimizer, decay_groups(model, cfg.weight_decay, matrices_only=True),
-                                    lr=cfg.lr, device=device, momentum=cfg.momentum,
+    """The optimizer ``cfg`` names, weight decay on tensors of 2 or more dimensions only, and µP's
+    learning rates under ``parametrization: mup`` (``width_groups``, as the GPT's); the learning rate
+    is set per step."""
+    groups = width_groups(decay_groups(model, cfg.weight_decay, matrices_only=True), hidden_weights(model.blocks), cfg)
+    return _skeleton.make_optimizer(cfg.optimizer, groups, lr=cfg.lr, device=device, momentum=cfg.momentum,
                                     betas=(cfg.beta1, cfg.beta2))
 
 
