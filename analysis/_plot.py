@@ -16,6 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from tunelab.analysis._errors import AnalysisError
 from tunelab.trainables import metrics
 
 STATUS_COLORS = {
@@ -105,6 +106,20 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float = 5.0, height: float
     fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     return fig, [ax for row in axes for ax in row]
+
+
+def figure_block(make, what: str) -> tuple:
+    """A report's figure block, ``("figure", make())``, or a one-line note when there is nothing to
+    draw (``make`` raised AnalysisError: no FLOP budget, one trial...).
+
+    Args:
+        make: builds the ``Plot``.
+        what: the figure, as the note names it ("No <what>: <why>.").
+    """
+    try:
+        return ("figure", make())
+    except AnalysisError as exc:
+        return ("p", f"*No {what}: {exc}.*")
 
 
 def label(key: str) -> str:
