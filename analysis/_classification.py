@@ -1,4 +1,8 @@
-"""Classification searches (the ViT): seed report 001's table and its accuracy and loss curves.
+"""Classification searches: seed report 001's table and its accuracy and loss curves.
+
+A search is one by what it optimises (an accuracy) or reports (``test_acc``), whatever its trainable:
+the ViT's, the arithmetic ones, the accuracy benchmarks', a lab's classifier. So the section is the
+analysis' own, not one family's (``Entry.report_module``).
 
 - ``is_classification``: whether a search's trials are classifiers (they optimise or report accuracy).
 - ``accuracy_table``: seed 001's Table 1: per trial the best validation accuracy, the training accuracy
@@ -15,8 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from tunelab.analysis._curves import PANELS, plot_curves
-from tunelab.analysis._errors import AnalysisError
-from tunelab.analysis._plot import Plot, with_trial_names
+from tunelab.analysis._plot import Plot, figure_block, with_trial_names
 from tunelab.analysis._schema import metric_mode, search_info
 from tunelab.analysis._tables import trial_table
 from tunelab.trainables import metrics
@@ -91,8 +94,5 @@ def classification_blocks(runs: pa.Table, history: pa.Table) -> list[tuple]:
                    "accuracy and both losses at that epoch, parameters, peak memory (MB) and the test "
                    "accuracy of its best-val weights; best first."))
     for x in (metrics.EPOCH, metrics.WALL_S):
-        try:
-            blocks.append(("figure", plot_accuracy(runs, history, x, loss=False)))
-        except AnalysisError as exc:
-            blocks.append(("p", f"*No accuracy curves against {x}: {exc}.*"))
+        blocks.append(figure_block(lambda x=x: plot_accuracy(runs, history, x, loss=False), f"accuracy curves against {x}"))
     return blocks

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from tunelab.analysis._errors import AnalysisError
-from tunelab.analysis._plot import Plot, label, new_figure, trial_labels
+from tunelab.analysis._plot import Plot, label, legend_below, new_figure, trial_labels
 from tunelab.analysis._schema import search_info
 from tunelab.trainables import metrics
 
@@ -137,7 +137,7 @@ def plot_curves(
     handles = [Line2D([], [], color=c, lw=2, label=labels.get(r, r)) for r, c in zip(chosen, colors)]
     handles += [Line2D([], [], color="black", ls="--", label="train"),
                 Line2D([], [], color="black", ls="-", label="validation")]
-    fig.legend(handles=handles, loc="outside right upper", fontsize=7, frameon=False)
+    legend_below(fig, handles)
     which = f"the {len(chosen)} best of {n_all} trials by {search_info(runs)['metric']}" \
         if trials is None and len(chosen) < n_all else f"{len(chosen)} trials"
     caption = (f"Training (dashed) and validation (solid) {' and '.join(p[0] for p in panels)} against "

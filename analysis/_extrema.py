@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -191,6 +190,16 @@ def side_by_side(table: pd.DataFrame, column: str = "model", fmt: str = ".3g") -
         rows.append(cells)
     rows.append({"metric": "trials", **{name: str(int(r["n"])) for name, (_, r) in zip(names, agg.iterrows())}})
     return pd.DataFrame(rows)
+
+
+def config_table(table: pd.DataFrame) -> pd.DataFrame:
+    """``extrema``'s rows aggregated per config, each metric one "mean ± std" column (report labels)."""
+    agg = aggregate(table)
+    keys = [c for c in agg.columns if not c.endswith(("_mean", "_std"))]
+    out = agg[keys].copy()
+    for key in VALUES:
+        out[LABELS[key]] = [mean_std(m, s) for m, s in zip(agg[f"{key}_mean"], agg[f"{key}_std"])]
+    return out
 
 
 def _config_columns(table: pd.DataFrame) -> list[str]:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import math
+import posixpath
 import re
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +29,7 @@ from urllib.parse import urlparse
 import pyarrow as pa
 
 from tunelab.analysis._errors import AnalysisError
-from tunelab.analysis._schema import META_KEY, RUN_COLUMNS, metric_mode
+from tunelab.analysis._schema import META_KEY, RUN_COLUMNS, metric_mode, search_info
 from tunelab.trainables import tags
 
 PARENT_TAG = tags.PARENT
@@ -126,6 +128,26 @@ def load(
         "parent_params": dict(parent.data.params),
     }
     return _runs_table(children, history, info), history
+
+
+def read_artifact(runs: pa.Table, run_id: str, path: str) -> str | None:
+    """The text of the artifact ``path`` on one trial's run, or None when the run has no such artifact.
+
+    What a trainable leaves beside its checkpoint the driver logs on the trial's run (the arith GPT's
+    attention maps, ``attention.json``): a family's report module reads it back here.
+
+    Args:
+        runs: the ``runs`` table of ``load`` (it knows the tracking URI).
+        run_id: the trial's run.
+        path: the artifact's path on the run (``attention.json``, ``plots/x.json``).
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=search_info(runs)["tracking_uri"])
+    if not any(a.path == path for a in client.list_artifacts(run_id, posixpath.dirname(path) or None)):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        return Path(client.download_artifacts(run_id, path, tmp)).read_text()
 
 
 def _resolve_uri(tracking_uri: str | None) -> str:

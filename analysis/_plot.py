@@ -16,6 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from tunelab.analysis._errors import AnalysisError
 from tunelab.trainables import metrics
 
 STATUS_COLORS = {
@@ -105,6 +106,53 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float = 5.0, height: float
     fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     return fig, [ax for row in axes for ax in row]
+
+
+def figure_block(make, what: str) -> tuple:
+    """A report's figure block, ``("figure", make())``, or a one-line note when there is nothing to
+    draw (``make`` raised AnalysisError: no FLOP budget, one trial...).
+
+    Args:
+        make: builds the ``Plot``.
+        what: the figure, as the note names it ("No <what>: <why>.").
+    """
+    try:
+        return ("figure", make())
+    except AnalysisError as exc:
+        return ("p", f"*No {what}: {exc}.*")
+
+
+def legend_below(fig, handles: list, fontsize: float = 7) -> None:
+    """A legend of ``handles`` under the axes, the figure made taller to hold it.
+
+    Beside the axes, a legend as wide as its longest label (a run name: "t003 norm=pre n_layer=2
+    optimizer=adamw") took most of a one-panel figure and left the plot a thin column. Under them, it
+    takes as many columns as fit the figure's width, and the figure grows by its height, so the axes
+    keep their size whatever the number of trials.
+
+    The legend is pinned to the figure's bottom edge in figure coordinates, and the layout keeps the
+    axes above it (constrained layout's ``rect``). Not constrained layout's "outside lower center": that
+    places the legend at the bottom of whatever box the figure is drawn in, and a save with
+    ``bbox_inches="tight"`` draws it in the box that holds the caption ``Plot.save`` adds under the
+    figure, so the legend landed on the caption.
+
+    Args:
+        fig: a constrained-layout figure of ``new_figure``.
+        handles: the legend's entries.
+        fontsize: of the labels.
+    """
+    legend = None
+    for ncols in range(len(handles), 0, -1):  # the most columns that fit
+        if legend is not None:
+            legend.remove()
+        legend = fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.0),
+                            bbox_transform=fig.transFigure, ncols=ncols, fontsize=fontsize, frameon=False)
+        if legend.get_window_extent().width <= 0.98 * fig.bbox.width:
+            break
+    below = legend.get_window_extent().height / fig.dpi + 0.1  # inches, and a gap above it
+    height = fig.get_figheight() + below
+    fig.set_figheight(height)
+    fig.get_layout_engine().set(rect=(0.0, below / height, 1.0, 1.0 - below / height))
 
 
 def label(key: str) -> str:

@@ -17,20 +17,19 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from tunelab.analysis._arith_report import arith_blocks, is_arith
 from tunelab.analysis._asha import plot_asha
 from tunelab.analysis._classification import classification_blocks, is_classification
 from tunelab.analysis._curves import plot_curves
-from tunelab.analysis._errors import AnalysisError
 from tunelab.analysis._history import plot_optimization_history, plot_slice
 from tunelab.analysis._importance import plot_importance
 from tunelab.analysis._isoflop import BUDGET_PARAM, plot_isoflop
 from tunelab.analysis._load import load
 from tunelab.analysis._pareto import plot_pareto
 from tunelab.analysis._parquet import to_parquet
-from tunelab.analysis._plot import Plot, with_trial_names
+from tunelab.analysis._plot import Plot, figure_block, with_trial_names
 from tunelab.analysis._schema import SEED, search_info
 from tunelab.analysis._tables import format_mean_std, seed_table, status_counts, to_html, to_markdown, top_k, trial_table
+from tunelab.trainables import REGISTRY
 from tunelab.trainables import metrics
 from tunelab.trainables import tags
 
@@ -134,8 +133,8 @@ def build_blocks(runs: pa.Table, history: pa.Table, *, top: int = 5) -> list[tup
                         f"`{info.get('tracking_uri')}`."))
 
     blocks.append(("h", 2, "Optimisation history"))
-    blocks.append(_figure(lambda: plot_optimization_history(runs), "optimisation history"))
-    blocks.append(_figure(lambda: plot_slice(runs), "slice plots"))
+    blocks.append(figure_block(lambda: plot_optimization_history(runs), "optimisation history"))
+    blocks.append(figure_block(lambda: plot_slice(runs), "slice plots"))
 
     blocks.append(("h", 2, "Trials"))
     blocks.append(("table", status_counts(runs), "How the trials ended. Infeasible configs were rejected "
@@ -158,37 +157,33 @@ def build_blocks(runs: pa.Table, history: pa.Table, *, top: int = 5) -> list[tup
     keys = set(history.column("key").unique().to_pylist())
     for x in (metrics.EPOCH, metrics.WALL_S, metrics.FLOPS):
         if x in keys:
-            blocks.append(_figure(lambda x=x: plot_curves(runs, history, x), f"curves against {x}"))
+            blocks.append(figure_block(lambda x=x: plot_curves(runs, history, x), f"curves against {x}"))
 
     stopped = metrics.STOPPED_EARLY in runs.column("status").to_pylist()
     if parent_tags.get(tags.SCHEDULER) in ("asha", "hyperband") or stopped:
         blocks.append(("h", 2, "Early stopping"))
-        blocks.append(_figure(lambda: plot_asha(runs, history), "ASHA rungs"))
+        blocks.append(figure_block(lambda: plot_asha(runs, history), "ASHA rungs"))
 
     blocks.append(("h", 2, "Parameter importance"))
-    blocks.append(_figure(lambda: plot_importance(runs), "parameter importance"))
+    blocks.append(figure_block(lambda: plot_importance(runs), "parameter importance"))
 
     blocks.append(("h", 2, "Cost and quality"))
     for x in (metrics.FLOPS, metrics.WALL_S):
-        blocks.append(_figure(lambda x=x: plot_pareto(runs, x), f"Pareto front against {x}"))
+        blocks.append(figure_block(lambda x=x: plot_pareto(runs, x), f"Pareto front against {x}"))
 
-    if is_arith(runs):  # seed report 002's tables and figures
-        blocks += arith_blocks(runs, history)
+    # The trainable's own section (Entry.report_module), looked up by the name the search ran it under.
+    entry = REGISTRY.get(parent_tags.get(tags.TRAINABLE))
+    section = entry.report_blocks if entry is not None else None
+    if section is not None:
+        blocks += section(runs, history)
 
     if BUDGET_PARAM in runs.column_names:
         blocks.append(("h", 2, "Iso-FLOP scaling"))
-        block = _figure(lambda: plot_isoflop(runs), "iso-FLOP fit")
+        block = figure_block(lambda: plot_isoflop(runs), "iso-FLOP fit")
         blocks.append(block)
         if block[0] == "figure":
             blocks.append(("pre", str(block[1].data)))
     return blocks
-
-
-def _figure(make, what: str) -> tuple:
-    try:
-        return ("figure", make())
-    except AnalysisError as exc:
-        return ("p", f"*No {what}: {exc}.*")
 
 
 def render_markdown(blocks: list[tuple]) -> str:

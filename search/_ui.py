@@ -73,25 +73,3 @@ def runs_url(base: str, experiment_id: str | None) -> str:
         return f"{base}/#/experiments?{urlencode({_private.WORKFLOW_URL_KEY: WORKFLOW})}"
     query = urlencode({_private.WORKFLOW_URL_KEY: WORKFLOW, _private.VIEW_URL_KEY: VIEW_KEY})
     return f"{base}/#/experiments/{experiment_id}/runs?{query}"
-
-
-def serve_and_open(cmd: list[str], url: str, port: int, timeout_s: float = 60.0) -> int:
-    """Start the MLflow server ``cmd``, open ``url`` in a web browser once it answers, and wait for the
-    server (Ctrl-C stops it). Returns its exit status."""
-    import socket
-    import subprocess
-    import webbrowser
-
-    proc = subprocess.Popen(cmd)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while proc.poll() is None and time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    webbrowser.open(url)
-                    break
-            time.sleep(0.3)
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        return proc.wait()

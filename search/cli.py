@@ -283,53 +283,20 @@ def _print_outcome(o) -> int:
 
 
 def _inspect(args) -> int:
-    s = spaces.load(args.file, args.overrides)
-    config, filled = inspect_config(s)
-    reason = s.entry.check(config, s.spec.constraints)
-    try:
-        sizes = s.entry.summary(config)
-    except trainables.ConfigError as exc:
-        sizes, reason = {}, reason or str(exc)
-    print(json.dumps({
-        "config": config, "from_space": filled, **sizes,
-        "feasible": reason is None, "reason": reason,
-    }, indent=2, default=str))
+    from tunelab.search import _single
+
+    print(json.dumps(_single.inspect(spaces.load(args.file, args.overrides)), indent=2, default=str))
     return 0
 
 
 def _train(args) -> int:
-    s = spaces.load(args.file, args.overrides)
-    config, filled = inspect_config(s)
-    reason = s.entry.check(config, s.spec.constraints)
-    if reason is not None:
-        raise spaces.SpecError(s.file, "config", f"the config to train is infeasible: {reason}")
-    try:
-        data = s.entry.load_data(s.spec.data.model_dump())
-    except trainables.DataError as exc:
-        raise spaces.SpecError(s.file, "data", str(exc)) from None
-    shown = " ".join(f"{k}={v}" for k, v in filled.items())
-    print(f"training {s.spec.trainable} ({s.file}){': ' + shown if shown else ''}", flush=True)
-    s.entry.trainable(config, data)  # reports print as table rows: no Tune trial runs here
+    from tunelab.search import _single
+
+    training = _single.prepare_training(spaces.load(args.file, args.overrides))
+    shown = " ".join(f"{k}={v}" for k, v in training.from_space.items())
+    print(f"training {training.trainable} ({training.file}){': ' + shown if shown else ''}", flush=True)
+    training.run()  # reports print as table rows: no Tune trial runs here
     return 0
-
-
-def inspect_config(s: spaces.Search) -> tuple[dict, dict]:
-    """The config ``tunelab inspect`` sizes: the fixed part, with each still-searched parameter taken
-    from the first warm-start point, else its log-/midpoint or first choice (listed as ``from_space``)."""
-    point = s.spec.points_to_evaluate[0] if s.spec.points_to_evaluate else {}
-    filled = {}
-    for name, p in s.space.params.items():
-        if name in point:
-            filled[name] = point[name]
-        elif p.kind in ("choice", "grid"):
-            filled[name] = p.values[0]
-        else:
-            low, high = p.values
-            mid = (low * high) ** 0.5 if p.kind.startswith("log") else (low + high) / 2
-            filled[name] = round(mid) if p.kind in ("int", "logint") else mid
-    config = {**s.base_config, **filled}
-    filled = {k: v for k, v in filled.items() if spaces.condition_holds(s.space.params[k].when, config)}
-    return {**s.base_config, **filled}, filled
 
 
 def _prepare_data(args) -> int:
@@ -399,24 +366,15 @@ def _trainables(args) -> int:
 
 
 def _ui(args) -> int:
-    from tunelab.search import _paths, _ui as ui
+    from tunelab.search import _ui_server
 
-    uri = _paths.tracking_uri(Path(args.storage), args.name)
-    if uri.startswith(("http://", "https://")):  # a tracking server already serves the UI
-        print(f"{args.name}'s runs are on the tracking server {uri}: open it in a browser", flush=True)
+    server = _ui_server.ui_server(Path(args.storage), args.name, args.port)
+    if server.remote:
+        print(f"{args.name}'s runs are on the tracking server {server.tracking_uri}: open it in a browser", flush=True)
         return 0
-    exp_id = _paths.read_state(Path(args.storage), args.name)["experiment_id"] if args.name else None
-    url = ui.runs_url(f"http://127.0.0.1:{args.port}", exp_id)
-    # One person's UI: one worker, and none of the server's background jobs (GenAI evaluation, trace
-    # archival), which start a dozen processes and take minutes to come up on a small machine.
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-           "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
-    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-    print(" ".join(cmd[1:]), flush=True)
-    print(f"runs table: {url}", flush=True)
-    if not args.open:
-        os.execv(cmd[0], cmd)
-    return ui.serve_and_open(cmd, url, args.port)
+    print(" ".join(server.command[1:]), flush=True)
+    print(f"runs table: {server.url}", flush=True)
+    return _ui_server.serve(server, open_browser=args.open)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ _BUILTIN: dict[str, Entry] = {
         constraint_names=_arith_config.CONSTRAINTS,
         summarize=_arith_config.summary,
         metrics=metrics.ALL,
+        report_module="tunelab.trainables.arith.report",
     ),
     "synthetic": Entry(
         name="synthetic",

@@ -59,6 +59,14 @@ class Entry:
             objective must be one of them, so a misspelt one fails when the file loads. None: it may
             report any name (a search naming one outside the built-in vocabulary must give ``mode``).
         function: the plain function ``train(config: dict)`` of a lab's trainable (no ``train_module``).
+        report_module: module holding ``report_blocks(runs, history) -> list``, the family's own section
+            of ``tunelab report`` (tables and figures only it has), imported when a report is built,
+            never in a trial. It gets the two tables of ``tunelab.analysis.load`` and returns blocks
+            as ``tunelab.analysis`` renders them: ``("h", level, text)``, ``("p", text)`` (Markdown's
+            `code` and *emphasis*), ``("pre", text)``, ``("table", DataFrame, caption)`` and
+            ``("figure", Plot)``; the report puts them after its cost-and-quality figures. A family
+            module may import ``tunelab.analysis`` (its ``Plot``, tables and figures): the analysis
+            reaches it only through this field. None: the report has only the sections every search gets.
     """
 
     name: str
@@ -73,6 +81,7 @@ class Entry:
     reuse_workers: bool = False
     metrics: tuple[str, ...] | None = None
     function: Callable[[dict[str, Any]], Any] | None = None
+    report_module: str | None = None
 
     def __post_init__(self) -> None:
         if (self.train_module is None) == (self.function is None):
@@ -130,6 +139,14 @@ class Entry:
         if self.function is not None:
             return _function_trainable(self.function)
         return importlib.import_module(self.train_module).train
+
+    @property
+    def report_blocks(self) -> Callable[[Any, Any], list[tuple]] | None:
+        """The family's report section, ``report_blocks(runs, history)`` of ``report_module``; None
+        without one."""
+        if self.report_module is None:
+            return None
+        return importlib.import_module(self.report_module).report_blocks
 
 
 def _function_trainable(function: Callable[[dict[str, Any]], Any]) -> Callable[..., None]:

@@ -14,6 +14,7 @@ from test_notebooks import execute
 
 from tunelab import analysis
 from tunelab.trainables import metrics
+from tunelab.trainables.arith import report as arith_report
 
 KEYS = [(m, d, s) for m in ("gpt", "lstm") for d in (64, 128) for s in (0, 1)]
 
@@ -101,16 +102,29 @@ def test_figures(tables, tmp_path):
 
 def test_attention_maps_load_and_draw(tables, arith_store, tmp_path):
     runs, _ = tables
-    maps = analysis.load_attention(runs)  # the best trial by val_acc that logged maps: a GPT
+    maps = arith_report.load_attention(runs)  # the best trial by val_acc that logged maps: a GPT
     assert maps.run_id in {arith_store.runs[k] for k in KEYS if k[0] == "gpt"}
     assert maps.weights.shape == (2, 2, 4, 6, 6) and np.allclose(maps.weights.sum(-1), 1, atol=1e-4)
-    plot = analysis.plot_attention(maps, 1)
+    plot = arith_report.plot_attention(maps, 1)
     check_plot(plot, tmp_path)
     ax = plot.figure.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["BOS", "6", "+", "6", "=", "12"]
     assert len(plot.figure.axes) == 2 * 4 + 1  # layers × heads, and the colour bar
     with pytest.raises(analysis.AnalysisError, match="attention"):
-        analysis.load_attention(runs, arith_store.runs[("lstm", 64, 0)])
+        arith_report.load_attention(runs, arith_store.runs[("lstm", 64, 0)])
+
+
+def test_read_artifact_gives_a_runs_file_or_none(tables, arith_store, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    runs, _ = tables
+    gpt, lstm = arith_store.runs[("gpt", 64, 0)], arith_store.runs[("lstm", 64, 1)]
+    assert '"weights"' in analysis.read_artifact(runs, gpt, "attention.json")
+    assert analysis.read_artifact(runs, lstm, "attention.json") is None
+    (tmp_path / "note.txt").write_text("in a folder")
+    MlflowClient(tracking_uri=arith_store.uri).log_artifact(lstm, str(tmp_path / "note.txt"), "notes")
+    assert analysis.read_artifact(runs, lstm, "notes/note.txt") == "in a folder"
+    assert analysis.read_artifact(runs, lstm, "notes/other.txt") is None
 
 
 def test_report_has_the_arithmetic_section(arith_store, tmp_path):
@@ -152,10 +166,10 @@ def test_the_attention_artifact_exists_and_draws(arith_search, tmp_path):
     runs, _ = analysis.load(arith_search.name, arith_search.tracking_uri)
     gpt = [r for r, m in zip(runs.column("run_id").to_pylist(), runs.column("model").to_pylist()) if m == "gpt"]
     for run_id in gpt:
-        maps = analysis.load_attention(runs, run_id)
+        maps = arith_report.load_attention(runs, run_id)
         assert maps.weights.shape == (2, 2, 4, 6, 6) and maps.step == 300
         assert np.allclose(maps.weights.sum(-1), 1, atol=1e-3)
-    check_plot(analysis.plot_attention(analysis.load_attention(runs), 0), tmp_path)
+    check_plot(arith_report.plot_attention(arith_report.load_attention(runs), 0), tmp_path)
 
 
 @pytest.mark.slow

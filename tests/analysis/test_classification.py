@@ -100,3 +100,52 @@ def test_report_of_a_classification_search(vit_store, tmp_path):
                  "accuracy_epoch.png", "accuracy_wall_s.png", "curves_epoch.png", "curves_wall_s.png"):
         assert text in md, text
     assert md.index("## Classification") < md.index("## Learning curves")
+
+
+@pytest.fixture(scope="module")
+def ten_trials(tmp_path_factory):
+    """A random search of ten ViT trials, named as the driver names them ("t003 n_layer=2 optimizer=adam
+    norm=pre lr=0.000494"): long legend labels."""
+    from mlflow.entities import Param
+    from mlflow.tracking import MlflowClient
+
+    root = tmp_path_factory.mktemp("ten_trials")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("ten", artifact_location=(root / "art").resolve().as_uri())
+    parent = client.create_run(exp, start_time=T0, run_name="ten (search)", tags={"tunelab.trainable": "vit"})
+    client.log_batch(parent.info.run_id, params=[Param("metric", metrics.VAL_ACC), Param("mode", "max")])
+    for i in range(10):
+        cfg = {"n_layer": (2, 6)[i % 2], "optimizer": ("sgd", "momentum", "adam", "adamw")[i % 4],
+               "norm": ("pre", "post")[i % 3 == 0], "lr": float(f"{1.23456e-4 * (i + 1):.3g}"), "epochs": 3}
+        _log_run(client, exp, parent.info.run_id, i, f"vit{i:05d}", cfg, ("n_layer", "optimizer", "norm", "lr"),
+                 curve(cfg["n_layer"], 0.3 + 0.03 * i, 3, overfits=False), metrics.COMPLETED, T0 + 1000 * i)
+    client.set_terminated(parent.info.run_id, "FINISHED")
+    return analysis.load("ten", uri)
+
+
+@pytest.mark.parametrize("n", [1, 10])
+@pytest.mark.parametrize("loss", [False, True])
+def test_the_legend_never_squeezes_the_plot_nor_meets_the_caption(ten_trials, tmp_path, n, loss):
+    """The report's accuracy figure is one panel: a legend beside it once left the plot 2% of the width.
+    Under the axes it takes the width it needs, and stays clear of the caption a saved image carries."""
+    runs, history = ten_trials
+    trials = runs.column("trial_id").to_pylist()[:n]
+    plot = analysis.plot_accuracy(runs, history, metrics.EPOCH, loss=loss, trials=trials)
+    fig = plot.figure
+    drawn = []
+
+    def on_draw(event):  # every draw of a save: where the axes, the legend and the caption ended up
+        r = event.renderer
+        drawn.append((fig.bbox.frozen(), [ax.get_window_extent(r).frozen() for ax in fig.axes],
+                      fig.legends[0].get_window_extent(r).frozen(),
+                      [t.get_window_extent(r).frozen() for t in fig.texts]))
+
+    fig.canvas.mpl_connect("draw_event", on_draw)
+    for caption in (True, False):
+        plot.save(tmp_path / str(caption), formats=("png",), caption=caption)
+    assert drawn and any(texts for *_, texts in drawn)  # the caption was drawn in one of them
+    for figure, axes, legend, texts in drawn:
+        assert sum(ax.width for ax in axes) / figure.width > 0.7 and axes[0].height > 200  # pixels at dpi 120
+        assert legend.y1 < min(ax.y0 for ax in axes) and legend.width < figure.width
+        assert not any(legend.overlaps(text) for text in texts)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import ast
+import sys
+from pathlib import Path
+
 import pytest
 from fixture_store import EMPTY, GPT, RNN
 from mlflow.tracking import MlflowClient
 
 from tunelab import analysis
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def artifacts(uri: str, run_id: str, path: str = "report") -> set[str]:
@@ -67,3 +73,71 @@ def test_report_of_a_real_search(real_search, tmp_path):
     md = check_report(out, real_search.tracking_uri, real_search.parent_run_id)
     assert f"{len(real_search.trials)} trials ran" in md
     assert "curves_epoch.png" in md and "pareto_flops.png" in md
+
+
+# --- a family's own section (Entry.report_module) ---------------------------------------------------
+
+LAB_REPORT = '''\
+from tunelab import analysis
+
+
+def report_blocks(runs, history):
+    table = analysis.trial_table(runs, history)[["trial_id", "best_val_ppl"]]
+    return [("h", 2, "The lab's section"), ("p", f"{runs.num_rows} trials, *seen by the lab*."),
+            ("table", table, "The lab's table."),
+            analysis.figure_block(lambda: analysis.plot_curves(runs, history, "epoch", name="lab_curves"), "lab curves"),
+            analysis.figure_block(lambda: analysis.plot_curves(runs, history, "tokens_seen"), "lab tokens")]
+'''
+
+
+def test_a_trainables_report_module_adds_its_section_after_cost_and_quality(store, tmp_path, monkeypatch):
+    """The report finds the section through the registry by the parent run's trainable tag; a lab's
+    plain-function entry names its module as a built-in family does."""
+    from tunelab.analysis import _report
+    from tunelab.trainables import Entry, Registry
+
+    (tmp_path / "labreport.py").write_text(LAB_REPORT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "labreport", raising=False)
+    entry = Entry.of_function("rnn", lambda config: None, report_module="labreport")
+    assert "labreport" not in sys.modules  # named, not imported, until a report is built
+    monkeypatch.setattr(_report, "REGISTRY", Registry({"rnn": entry}, group="tunelab.no_plugins"))
+    out = analysis.report(RNN, store.uri, tmp_path / "rnn", log_artifacts=False)
+    md = (out / "report.md").read_text()
+    assert md.index("## Cost and quality") < md.index("## The lab's section")
+    assert "8 trials, *seen by the lab*." in md and "*The lab's table.*" in md
+    assert "(figures/lab_curves.png)" in md and (out / "figures" / "lab_curves.png").exists()
+    assert "*No lab tokens: no trial logged 'tokens_seen'; cannot plot curves against it.*" in md
+    html = (out / "report.html").read_text()
+    assert "<h2>The lab&#x27;s section</h2>" in html and "<em>seen by the lab</em>" in html
+
+
+def test_a_trainable_without_a_report_module_or_not_installed_adds_nothing(store, monkeypatch):
+    from tunelab.analysis import _report
+    from tunelab.trainables import Entry, Registry
+
+    runs, history = analysis.load(RNN, store.uri)
+    plain = Registry({"rnn": Entry.of_function("rnn", lambda config: None)}, group="tunelab.no_plugins")
+    monkeypatch.setattr(_report, "REGISTRY", plain)
+    headings = [b[2] for b in _report.build_blocks(runs, history) if b[0] == "h"]
+    monkeypatch.setattr(_report, "REGISTRY", Registry({}, group="tunelab.no_plugins"))  # a plugin gone since
+    assert [b[2] for b in _report.build_blocks(runs, history) if b[0] == "h"] == headings
+    assert headings[-1] == "Cost and quality"
+
+
+def test_the_analysis_imports_no_trainable_family():
+    """Families own their report sections: analysis/ imports only the shared vocabulary (metrics, tags)
+    and the registry from tunelab.trainables, never a family's package."""
+    allowed = {"tunelab.trainables", "tunelab.trainables.metrics", "tunelab.trainables.tags"}
+    found = []
+    for path in sorted((ROOT / "analysis").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for name in names:
+                if name.startswith("tunelab.trainables") and name not in allowed:
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name}")
+                if isinstance(node, ast.ImportFrom) and name == "tunelab.trainables":
+                    found += [f"{path.relative_to(ROOT)}:{node.lineno}: {a.name}" for a in node.names
+                              if a.name not in ("REGISTRY", "metrics", "tags")]
+    assert not found, "analysis/ imports a trainable family:\n" + "\n".join(found)

@@ -1,8 +1,10 @@
 """Modular arithmetic with a GPT or an LSTM/GRU: grokking, seed report 002.
 
 config.py (``ArithConfig``, parameter counts, FLOPs, ``check``, ``summary``; torch-free), data.py (the
-equations, their split and batches; NumPy only) and train.py (the Ray Tune function trainable, on the
-GPT and RNN families' models). Only the torch-free parts are re-exported here.
+equations, their split and batches; NumPy only), train.py (the Ray Tune function trainable, on the
+GPT and RNN families' models) and report.py (the family's section of ``tunelab report`` and the GPT's
+attention maps, on ``tunelab.analysis``; imported when a report is built). Only the torch-free trial
+parts are re-exported here.
 """
 
 from tunelab.trainables.arith.config import ATTENTION_ARTIFACT, ArithConfig, check, param_count, params_nonembed, summary
