@@ -3,13 +3,13 @@ through Ray's object store), and described as an MLflow dataset input of its par
 
 MLflow shows a run's dataset inputs in the runs table (the Dataset column) and on the run's page, with
 a digest that tells two corpora apart. What the trials get from the driver (``Entry.load_data``) is
-described here without re-reading it: Penn Treebank by the sha256 sums its loader checked, a token
-folder by its ``meta.json``. A trainable without data (synthetic) has no input.
+described here as it describes itself (``dataset_record()``: Penn Treebank by the sha256 sums its
+loader checked, a token folder by its ``meta.json``), without re-reading it. Data that does not
+describe itself (synthetic, a lab's) has no input.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -18,8 +18,6 @@ from mlflow.entities import Dataset, DatasetInput, InputTag
 from tunelab import spaces
 from tunelab import trainables
 
-from tunelab.trainables.gpt.tokens import META, TokenData
-from tunelab.trainables.rnn.data import SHA256, PTBData
 
 CONTEXT_TAG = "mlflow.data.context"  # MLflow's input tag for the role of a dataset
 
@@ -43,21 +41,11 @@ def dataset_inputs(data: Any) -> list[DatasetInput]:
 
 
 def describe(data: Any) -> Dataset | None:
-    """An MLflow ``Dataset`` (name, digest, source, profile) for Penn Treebank or a token folder."""
-    if isinstance(data, PTBData):
-        digest = hashlib.sha256("".join(SHA256[s] for s in ("train", "valid", "test")).encode()).hexdigest()
-        profile = {"tokens": {s: int(len(getattr(data, s))) for s in ("train", "valid", "test")},
-                   "vocab_size": data.vocab_size, "sha256": SHA256}
-        return Dataset("ptb", digest[:16], "local", json.dumps({"uri": data.source}),
-                       schema=json.dumps({"files": [f"ptb.{s}.txt" for s in ("train", "valid", "test")]}),
-                       profile=json.dumps(profile))
-    if isinstance(data, TokenData):
-        meta = {"tokenizer": data.tokenizer, "vocab_size": data.vocab_size, "dtype": data.dtype,
-                "splits": dict(data.splits)}
-        digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
-        name = data.path.rstrip("/").rsplit("/", 1)[-1]
-        return Dataset(name, digest[:16], "local", json.dumps({"uri": data.path}),
-                       schema=json.dumps({"files": [*(f"{s}.bin" for s in data.splits), META]}),
-                       profile=json.dumps({"tokens": meta["splits"], "vocab_size": data.vocab_size,
-                                           "tokenizer": data.tokenizer}))
-    return None
+    """An MLflow ``Dataset`` (name, digest, source, schema, profile) for data that describes itself
+    (``trainables._data.DatasetRecord``: Penn Treebank, a token folder), else None."""
+    describe_self = getattr(data, "dataset_record", None)
+    if describe_self is None:
+        return None
+    record = describe_self()
+    return Dataset(record.name, record.digest, "local", json.dumps({"uri": record.uri}),
+                   schema=json.dumps({"files": list(record.files)}), profile=json.dumps(record.profile))

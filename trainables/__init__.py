@@ -9,6 +9,7 @@ import functools
 
 from tunelab.trainables import metrics
 from tunelab.trainables._config import config_dataclass, parse_config
+from tunelab.trainables._data import DatasetRecord
 from tunelab.trainables._errors import ConfigError, DataError
 from tunelab.trainables._registry import ENTRY_POINT_GROUP, Entry, Registry
 from tunelab.trainables import arith as _arith
@@ -108,6 +109,6 @@ for _name, _bench in _tabular.BENCHMARKS.items():
 REGISTRY: Registry = Registry(_BUILTIN)  # plus the plugins, loaded on first use
 
 # config_dataclass and parse_config are public for the plugins: a lab's trainable declares its config
-# the way the built-in ones do.
-__all__ = ["ENTRY_POINT_GROUP", "REGISTRY", "ConfigError", "DataError", "Entry", "Registry", "config_dataclass",
-           "metrics", "parse_config"]
+# the way the built-in ones do (and its data describes itself for MLflow with DatasetRecord).
+__all__ = ["ENTRY_POINT_GROUP", "REGISTRY", "ConfigError", "DataError", "DatasetRecord", "Entry", "Registry",
+           "config_dataclass", "metrics", "parse_config"]

@@ -1,13 +1,37 @@
 """Where a family's data folder is: the search file's ``data.dir``, else ``$TUNELAB_DATA/<name>``, else
-a per-user cache that the family fills by downloading."""
+a per-user cache that the family fills by downloading; and how a family's data describes itself
+(``DatasetRecord``), which the driver records as the runs' dataset input in MLflow."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tunelab.trainables._errors import DataError
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetRecord:
+    """What a family's data is, for the record: the object its ``data_loader`` returns may have a
+    method ``dataset_record() -> DatasetRecord``, and the driver logs it on the parent and every trial
+    run as an MLflow dataset input (``search._inputs``), without reading the data again.
+
+    Attributes:
+        name: the corpus (``ptb``, a token folder's name).
+        digest: tells two versions of it apart (a hash of its checksums or its description).
+        uri: where it was read from.
+        files: the files it consists of.
+        profile: sizes and the like (tokens per split, vocabulary size), JSON-ready.
+    """
+
+    name: str
+    digest: str
+    uri: str
+    files: tuple[str, ...]
+    profile: dict[str, Any]
 
 
 def find_folder(explicit: str | os.PathLike | None, name: str, fill: Callable[[Path], None]) -> Path:

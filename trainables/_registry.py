@@ -46,7 +46,9 @@ class Entry:
         constraint_check: ``(cfg, constraints) -> reason | None`` for configs that parse but cannot run.
         flops: ``cfg -> int`` training FLOPs (forward + backward) per token; None: unknown.
         data_loader: driver-side ``data_section -> object`` handed to every trial once, via the
-            object store (``tune.with_parameters``); None: the trainable loads no data.
+            object store (``tune.with_parameters``); None: the trainable loads no data. An object
+            with a ``dataset_record()`` method (``DatasetRecord``) is recorded as the runs' MLflow
+            dataset input.
         resources: default per-trial resources.
         constraint_names: the named checks ``constraints:`` in a search file may use.
         summarize: ``cfg -> dict`` of sizes and costs (params, FLOPs, steps...) for ``tunelab inspect``.

@@ -25,6 +25,7 @@ those splits as given. ``load_data`` (driver side) returns a light ``TokenData``
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from tunelab.trainables import _data
 from tunelab.trainables._errors import DataError
 
 FORMAT = "tunelab-tokens/1"
@@ -280,6 +282,16 @@ class TokenData:
             if name not in meta["splits"]:
                 raise DataError(f"{folder / META}: no {name} split")
         return cls(str(folder), meta["tokenizer"], int(meta["vocab_size"]), meta["dtype"], dict(meta["splits"]))
+
+    def dataset_record(self) -> _data.DatasetRecord:
+        """The token folder for the record, named by its description (``meta.json``)."""
+        meta = {"tokenizer": self.tokenizer, "vocab_size": self.vocab_size, "dtype": self.dtype,
+                "splits": dict(self.splits)}
+        digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
+        return _data.DatasetRecord(self.path.rstrip("/").rsplit("/", 1)[-1], digest[:16], self.path,
+                                   (*(f"{s}.bin" for s in self.splits), META),
+                                   {"tokens": meta["splits"], "vocab_size": self.vocab_size,
+                                    "tokenizer": self.tokenizer})
 
     def open(self, split: str) -> np.ndarray:
         """The split's token ids, memory-mapped read-only (nothing is read until indexed).
