@@ -43,15 +43,17 @@ CUDA_SHAPES = [
     ("seed003 L8 d256 s64", dict(vocab_size=50257, n_positions=64, n_layer=8, n_head=8, n_embd=256, batch_size=256)),
     ("gpt2-small s1024", dict(vocab_size=50304, n_positions=1024, n_layer=12, n_head=12, n_embd=768, batch_size=16)),
 ]
-# FLOP-accuracy shapes (the same six as tests/trainables/test_flops_gpt.py).
-FLOP_SHAPES = [
-    dict(n_layer=2, n_head=2, n_embd=64, n_positions=32, vocab_size=65),
-    dict(n_layer=4, n_head=4, n_embd=128, n_positions=64, vocab_size=1000, bias=False),
-    dict(n_layer=2, n_head=8, n_embd=256, n_positions=128, vocab_size=8192, tie_embeddings=False),
-    dict(n_layer=3, n_head=4, n_embd=96, n_positions=256, vocab_size=512, norm="post"),
-    dict(n_layer=1, n_head=2, n_embd=32, n_positions=512, vocab_size=100),
-    dict(n_layer=6, n_head=6, n_embd=192, n_positions=200, vocab_size=5000, mlp_ratio=3.0),
-]
+
+
+def _flop_shapes() -> list[dict]:
+    """The FLOP-accuracy shapes: the six that tests/trainables/test_flops_gpt.py checks exactly."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tests" / "trainables" / "test_flops_gpt.py"
+    spec = importlib.util.spec_from_file_location("test_flops_gpt", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SHAPES
 
 
 def synthetic_tokens(folder: Path, vocab_size: int, n: int = 1 << 20) -> tokens.TokenData:
@@ -164,7 +166,7 @@ def flop_table(batch: int = 2) -> str:
     rows = ["(b) training FLOPs per token: gpt_flops_per_token vs FlopCounterMode (forward + backward)", "",
             "| n_layer | n_head | n_embd | seq_len | vocab | variant | ours | FlopCounterMode | error |",
             "|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
-    for shape in FLOP_SHAPES:
+    for shape in _flop_shapes():
         mc = ModelConfig(**shape)
         torch.manual_seed(0)
         model = GPT(mc)

@@ -78,11 +78,8 @@ class BlockConfig:
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
-
-    def check_optimizer(self, optimizer: str) -> None:
-        """Raise ValueError where ``parametrization`` has no rules for ``optimizer`` (configs that
-        extend this one and have an optimizer field call it from ``__post_init__``)."""
-        if self.parametrization == "mup" and optimizer not in ("adam", "adamw"):
+        optimizer = getattr(self, "optimizer", None)  # a trial's config (GPT, ViT) extends this one with it
+        if self.parametrization == "mup" and optimizer not in (None, "adam", "adamw"):
             raise ValueError(f"parametrization=mup implements Tensor Programs V's Adam rules; optimizer={optimizer} "
                              "would need its SGD rules: use adam or adamw")
 
@@ -215,7 +212,6 @@ class GPTConfig(ModelConfig):
     def __post_init__(self) -> None:
         # Fail before computing (STYLE.md 3): every cross-field rule, with the fields named.
         super().__post_init__()
-        self.check_optimizer(self.optimizer)
         if self.seq_len is not None and self.seq_len > self.n_positions:
             raise ValueError(f"seq_len={self.seq_len} exceeds n_positions={self.n_positions}")
         if (self.flop_budget is None) == (self.max_steps is None):

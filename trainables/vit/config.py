@@ -101,7 +101,6 @@ class ViTConfig(BlockConfig):
     def __post_init__(self) -> None:
         # Fail before computing (STYLE.md 3): every cross-field rule, with the fields named.
         super().__post_init__()
-        self.check_optimizer(self.optimizer)
         if self.image_size % self.patch_size:
             raise ValueError(f"patch_size={self.patch_size} does not divide image_size={self.image_size}")
         if self.min_lr > self.lr:
