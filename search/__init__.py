@@ -1,8 +1,9 @@
 """Search file -> running Ray Tune experiment: Tuner assembly, budgets, tracking, CLI.
 
-``run``, ``resume`` and ``sync`` are the callable core behind ``tunelab run``, ``resume`` and ``sync``;
-``load_study`` opens a search's Optuna study from its folder. The names below are imported on first
-use (PEP 562), so ``import tunelab.search`` (and ``tunelab inspect``, ``tunelab train``) does not import Ray.
+``run``, ``resume``, ``sync`` and ``transfer`` are the callable core behind the ``tunelab`` commands of
+those names; ``load_study`` opens a search's Optuna study from its folder. The names below are imported
+on first use (PEP 562), so ``import tunelab.search`` (and ``tunelab inspect``, ``tunelab train``) does
+not import Ray.
 """
 
 import importlib
@@ -14,6 +15,7 @@ _EXPORTS = {
     "SearchExistsError": "tunelab.search._run", "TrackingError": "tunelab._mlflow", "load_study": "tunelab.search._paths",
     "SearchFailed": "tunelab.search._errors", "SearchRunningError": "tunelab.search._errors",
     "resume": "tunelab.search._resume", "run": "tunelab.search._run", "sync": "tunelab.search._resume",
+    "transfer": "tunelab.search._transfer",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -85,6 +85,19 @@ def _parser() -> argparse.ArgumentParser:
     _verbose(res)
     res.set_defaults(func=_resume)
 
+    tra = sub.add_parser("transfer", help="run the best finished configs of a search again (more epochs, seeds, "
+                                          "width: --set) as a new search")
+    tra.add_argument("name", help="the earlier search (its folder under --storage)")
+    tra.add_argument("--top", type=int, default=3, metavar="K", help="its K best finished configs (default 3)")
+    tra.add_argument("--seeds", type=int, default=1, metavar="S",
+                     help="run each with S seeds: the earlier seed + 0..S-1 (default 1)")
+    tra.add_argument("--name", dest="new_name", help="the new search's name (default NAME-transfer)")
+    tra.add_argument("--storage", default="runs", help="results root of both searches (default ./runs)")
+    _overrides(tra)
+    tra.add_argument("--address", help="Ray cluster address (default: local Ray)")
+    _verbose(tra)
+    tra.set_defaults(func=_transfer)
+
     syn = sub.add_parser("sync", help="replay into MLflow what Ray recorded while the tracking server was down")
     syn.add_argument("name")
     syn.add_argument("--storage", default="runs")
@@ -187,6 +200,18 @@ def _run(args) -> int:
         outcome = core.run(search_, address=args.address, verbose=args.verbose)
     except (core.SearchExistsError, SearchRunningError) as exc:
         raise spaces.SpecError(search_.file, "name", str(exc)) from None
+    return _print_outcome(outcome)
+
+
+def _transfer(args) -> int:
+    from tunelab.search import _run as core
+    from tunelab.search._transfer import transfer
+
+    try:
+        outcome = transfer(args.name, args.storage, top=args.top, seeds=args.seeds, overrides=args.overrides,
+                           new_name=args.new_name, address=args.address, verbose=args.verbose)
+    except (core.SearchExistsError, SearchRunningError) as exc:
+        raise spaces.SpecError("tunelab transfer", "--name", str(exc)) from None
     return _print_outcome(outcome)
 
 

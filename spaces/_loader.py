@@ -171,7 +171,7 @@ def load(path: str | os.PathLike | Mapping[str, Any], overrides: Iterable[str] =
         raw["trainable"] = entry.name
     overrides = tuple(overrides)
     for item in overrides:
-        _apply_override(file, raw, item)
+        apply_override(file, raw, item)
     try:
         spec = Spec.model_validate(raw)
     except pydantic.ValidationError as exc:
@@ -206,7 +206,14 @@ def _parse_value(text: str) -> Any:
     return yaml.load(text, Loader=_Loader) if text.strip() else ""
 
 
-def _apply_override(file: str, raw: dict, item: str) -> None:
+def apply_override(file: str, raw: dict, item: str) -> None:
+    """Apply one ``--set key=value`` to a search file's raw mapping, in place, as ``load`` does: a
+    dotted field (``budget.trials=4``) is set; a bare name is a trainable parameter, fixed, and leaves
+    ``space`` and every point of ``points_to_evaluate``. The value is read as YAML (``1e-3`` a float).
+
+    Raises:
+        SpecError: not ``key=value``, or a part of the key is not a mapping.
+    """
     key, sep, value = item.partition("=")
     key = key.strip()
     if not sep or not key:

@@ -24,6 +24,7 @@ SPEC_HASH = "tunelab.spec_hash"  # the resolved search file's hash
 STORAGE = "tunelab.storage"  # the search's folder
 OVERRIDES = "tunelab.overrides"  # the --set arguments, as given
 WARM_START = "tunelab.warm_start"  # where the warm start's trials came from, how many
+TRANSFER_FROM = "tunelab.transfer_from"  # ``tunelab transfer``: the parent run of the search whose configs it re-ran
 # RUNNING, FINISHED, INTERRUPTED (MLflow: KILLED; resumable) or FAILED (``metrics``' states).
 STATE = "tunelab.state"
 STATE_REASON = "tunelab.state_reason"  # why it is INTERRUPTED or FAILED, in a line
