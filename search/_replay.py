@@ -21,7 +21,7 @@ from tunelab import spaces
 from tunelab.search._children import MLflowTracker
 from tunelab.search._ends import RAY_ENDED
 from tunelab.search._parent import ParentRun
-from tunelab.search._paths import PENDING_FILE, load_study
+from tunelab.search._paths import PENDING_FILE, find_study
 from tunelab.search._searcher import RAY_TRIAL_ATTR, end_stopped as tell_stopped
 
 
@@ -54,7 +54,9 @@ def end_stopped(exp_dir: Path, search: spaces.Search) -> set[str]:
     RUNNING and their runs open. Ray's last snapshot tells them apart from the trials of an interrupted
     driver (still RUNNING there), which ``tunelab resume`` continues and which are left alone.
     """
-    study = load_study(exp_dir, search.spec.name)
+    study = find_study(exp_dir, search.spec.name)
+    if study is None:
+        return set()
     running = {t.user_attrs.get(RAY_TRIAL_ATTR) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     if not running:
         return set()
