@@ -34,7 +34,10 @@ def replay(exp_dir: Path, search: spaces.Search, parent: ParentRun,
     """Bring every trial's child run (or those of the trial ids ``only``) up to what Ray recorded in the
     experiment folder; the trials in ``budget_stopped`` were stopped with the whole search."""
     analysis = tune.ExperimentAnalysis(str(exp_dir))
-    tracker = MLflowTracker(search.tracking_uri, parent.experiment_id, parent.run_id,
+    # The children go where the parent is: the store the search ran with, which ``resume`` and ``sync``
+    # read from its state file. The search file's own URI may be relative (its default, under a
+    # relative ``storage``), so from another folder it names another store.
+    tracker = MLflowTracker(parent.client.tracking_uri, parent.experiment_id, parent.run_id,
                             sampled_keys=list(search.space.params), metric=search.spec.metric,
                             mode=search.spec.mode, time_attr=search.spec.scheduler.time_attr)
     tracker.setup()
