@@ -93,6 +93,15 @@ def load_study(exp_dir: Path, name: str | None = None) -> optuna.Study:
     return optuna.load_study(study_name=name or exp_dir.name, storage=open_storage(study_storage(exp_dir)))
 
 
+def find_study(exp_dir: Path, name: str | None = None) -> optuna.Study | None:
+    """The search's study, or None where there is none yet: the search stopped before its searcher's
+    first suggestion (a Ctrl-C or a failed write as the fit began)."""
+    try:
+        return load_study(exp_dir, name)
+    except KeyError:  # Optuna's word for a study the storage does not hold
+        return None
+
+
 def read_state(storage: Path, name: str) -> dict:
     """What ``tunelab run`` recorded about search ``name``: its tracking URI, experiment, parent run.
 

@@ -21,7 +21,7 @@ from tunelab import spaces
 from tunelab.search._children import MLflowTracker
 from tunelab.search._ends import RAY_ENDED
 from tunelab.search._parent import ParentRun
-from tunelab.search._paths import PENDING_FILE, load_study
+from tunelab.search._paths import PENDING_FILE, find_study
 from tunelab.search._searcher import RAY_TRIAL_ATTR, end_stopped as tell_stopped
 
 
@@ -34,7 +34,10 @@ def replay(exp_dir: Path, search: spaces.Search, parent: ParentRun,
     """Bring every trial's child run (or those of the trial ids ``only``) up to what Ray recorded in the
     experiment folder; the trials in ``budget_stopped`` were stopped with the whole search."""
     analysis = tune.ExperimentAnalysis(str(exp_dir))
-    tracker = MLflowTracker(search.tracking_uri, parent.experiment_id, parent.run_id,
+    # The children go where the parent is: the store the search ran with, which ``resume`` and ``sync``
+    # read from its state file. The search file's own URI may be relative (its default, under a
+    # relative ``storage``), so from another folder it names another store.
+    tracker = MLflowTracker(parent.client.tracking_uri, parent.experiment_id, parent.run_id,
                             sampled_keys=list(search.space.params), metric=search.spec.metric,
                             mode=search.spec.mode, time_attr=search.spec.scheduler.time_attr)
     tracker.setup()
@@ -54,7 +57,9 @@ def end_stopped(exp_dir: Path, search: spaces.Search) -> set[str]:
     RUNNING and their runs open. Ray's last snapshot tells them apart from the trials of an interrupted
     driver (still RUNNING there), which ``tunelab resume`` continues and which are left alone.
     """
-    study = load_study(exp_dir, search.spec.name)
+    study = find_study(exp_dir, search.spec.name)
+    if study is None:
+        return set()
     running = {t.user_attrs.get(RAY_TRIAL_ATTR) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     if not running:
         return set()

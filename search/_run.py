@@ -18,7 +18,7 @@ from tunelab.search import _console, _inputs, _tuner, _ui, _warmstart
 from tunelab.search._ends import Interruption, MissingObjective
 from tunelab.search._errors import SearchFailed, SearchRunningError
 from tunelab.search._parent import ParentRun
-from tunelab.search._paths import (RESERVE_FILE, SEARCH_FILE, STATE_FILE, claim, experiment_dir, load_study,
+from tunelab.search._paths import (RESERVE_FILE, SEARCH_FILE, STATE_FILE, claim, experiment_dir, find_study,
                                    study_storage, write_state)
 from tunelab.search._searcher import EXHAUSTED_ATTR, MAX_INFEASIBLE_IN_A_ROW, first_feasible
 from tunelab.search._summary import Outcome, finish
@@ -159,7 +159,5 @@ def fit_and_finish(tuner, search: spaces.Search, exp_dir: Path, parent: ParentRu
 
 def _exhausted(exp_dir: Path, search: spaces.Search) -> str | None:
     """Why the searcher stopped proposing before the budget, if it did."""
-    try:
-        return load_study(exp_dir, search.spec.name).user_attrs.get(EXHAUSTED_ATTR)
-    except KeyError:  # no study: the search stopped before its first suggestion
-        return None
+    study = find_study(exp_dir, search.spec.name)
+    return None if study is None else study.user_attrs.get(EXHAUSTED_ATTR)

@@ -14,7 +14,7 @@ from tunelab import _mlflow, spaces
 from tunelab.search import _replay
 from tunelab.search._ends import RAY_ENDED, Interruption, error_line
 from tunelab.search._parent import ParentRun, describe
-from tunelab.search._paths import PENDING_FILE, load_study
+from tunelab.search._paths import PENDING_FILE, find_study
 from tunelab.search._searcher import STATUS_ATTR
 from tunelab.trainables import metrics
 from tunelab.trainables import tags
@@ -211,8 +211,9 @@ def summarize(grid, search: spaces.Search, exp_dir: Path, parent: str,
         trials.append(TrialSummary(trial_id or "?", status, params, best,
                                    int(last.get("training_iteration", 0)), config=dict(config),
                                    error=error_line(result.error)))
-    study = load_study(exp_dir, spec.name)
-    infeasible = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(STATUS_ATTR) == metrics.INFEASIBLE]
+    study = find_study(exp_dir, spec.name)
+    trials_asked = study.get_trials(deepcopy=False) if study is not None else []
+    infeasible = [t for t in trials_asked if t.user_attrs.get(STATUS_ATTR) == metrics.INFEASIBLE]
     scored = [t for t in trials if t.best is not None and math.isfinite(t.best)]
     sign = 1 if spec.mode == "min" else -1
     best = min(scored, key=lambda t: sign * t.best) if scored else None

@@ -1,9 +1,11 @@
-"""Shared fixtures: the PTB location, one Ray instance, and (for the tests that use them) one PostgreSQL
-server and one MLflow server with logins on it, for the whole session."""
+"""Shared fixtures: the PTB location, one Ray instance, one MLflow store on SQLite (each test its own
+experiment in it), and (for the tests that use them) one PostgreSQL server and one MLflow server with
+logins on it, for the whole session."""
 
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,24 @@ def ray_session():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def mlflow_store(tmp_path_factory):
+    """(URI, client) of one SQLite MLflow store for the session: making a store's tables takes seconds."""
+    from tunelab import _mlflow
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    return uri, _mlflow.client_for(uri)
+
+
+@pytest.fixture
+def experiment(mlflow_store, tmp_path):
+    """(client, id) of a new experiment of the session's store, with its artifacts under tmp_path."""
+    from tunelab import _mlflow
+
+    client = mlflow_store[1]
+    return client, _mlflow.ensure_experiment(client, f"test-{uuid.uuid4().hex[:12]}", tmp_path / "mlartifacts")
 
 
 @pytest.fixture(scope="session")
