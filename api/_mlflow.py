@@ -69,7 +69,7 @@ def _creating(uri: str) -> Iterator[None]:
     results root would both make them, one failing half-way ("duplicate column name")."""
     db = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
     if db is None or not db.parent.is_dir():
-        yield  # not SQLite, or a folder that is not there: the store's own error names it
+        yield  # not SQLite, or a folder that is not there yet (MLflow makes it: nothing to share a lock in)
         return
     with open(db.with_name(db.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

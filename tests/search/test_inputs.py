@@ -6,7 +6,9 @@ import hashlib
 import json
 
 import numpy as np
+import pytest
 
+from tunelab import spaces
 from tunelab.search import _inputs
 from tunelab.trainables import DatasetRecord
 from tunelab.trainables.gpt.tokens import TokenData
@@ -41,3 +43,12 @@ def test_a_lab_s_data_describes_itself_and_data_that_does_not_has_no_input():
     dataset = _inputs.describe(Mine())
     assert (dataset.name, dataset.digest, json.loads(dataset.profile)) == ("mine", "abc", {"rows": 3})
     assert _inputs.dataset_inputs(None) == [] and _inputs.dataset_inputs({"rows": [1, 2]}) == []
+
+
+def test_data_that_cannot_be_loaded_is_a_spec_error_naming_data(synthetic):
+    s = spaces.load("ptb_smoke", ["data.corpus=wiki"])
+    with pytest.raises(spaces.SpecError) as caught:
+        _inputs.load_data(s)
+    assert (caught.value.file, caught.value.field, caught.value.message) == (
+        s.file, "data", "data.corpus: the rnn trainable reads Penn Treebank only ('ptb'), got 'wiki'")
+    assert _inputs.load_data(synthetic()) is None  # synthetic needs no data

@@ -85,7 +85,6 @@ def test_open_records_what_the_search_is_its_file_budget_and_data(synthetic, exp
     assert _download(parent, "search/resolved.yaml", tmp_path) == s.resolved_yaml()
     assert [i.dataset.name for i in run.inputs.dataset_inputs] == ["toy"]
     assert not parent.is_closed()
-    assert ParentRun.of(client, parent.run_id) == parent
 
 
 def test_open_with_a_warm_start_says_where_its_trials_came_from(synthetic, experiment):

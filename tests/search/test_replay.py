@@ -49,7 +49,8 @@ def test_replay_brings_back_every_trial_with_each_step_once_and_its_end(tiny_sea
     assert records(parent) == RECORDS
     runs = _runs(parent, tiny_search)
     # what the search's own callback recorded as it ran, value for value
-    live = ParentRun.of(_mlflow.client_for(tiny_search.tracking_uri), tiny_search.parent_run_id)
+    client = _mlflow.client_for(tiny_search.tracking_uri)
+    live = ParentRun(client, client.get_run(tiny_search.parent_run_id).info.experiment_id, tiny_search.parent_run_id)
     assert records(live) == RECORDS
     assert {name: _values(parent, run) for name, run in runs.items()} == {
         name: _values(live, run) for name, run in _runs(live, tiny_search).items()}

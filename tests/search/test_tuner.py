@@ -157,7 +157,7 @@ def test_a_flop_budget_stops_the_search_beside_the_objective_check(synthetic):
     assert check.problem.startswith("the trainable reported no 'val_loss' (the search's metric)")
 
 
-# --- fit, load_data -----------------------------------------------------------------------------
+# --- fit -------------------------------------------------------------------------------------
 
 
 class _Tuner:
@@ -193,12 +193,3 @@ def test_fit_sets_ray_tune_s_settings_only_while_it_runs(synthetic, monkeypatch,
     assert {k: os.environ.get(k) for k in FIT_KEYS} == {
         "TUNE_DISABLE_STRICT_METRIC_CHECKING": None, "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": None,
         "TUNE_DISABLE_SIGINT_HANDLER": "0", "TUNE_MAX_PENDING_TRIALS_PG": None}
-
-
-def test_data_that_cannot_be_loaded_is_a_spec_error_naming_data(synthetic):
-    s = spaces.load("ptb_smoke", ["data.corpus=wiki"])
-    with pytest.raises(spaces.SpecError) as caught:
-        _tuner.load_data(s)
-    assert (caught.value.file, caught.value.field, caught.value.message) == (
-        s.file, "data", "data.corpus: the rnn trainable reads Penn Treebank only ('ptb'), got 'wiki'")
-    assert _tuner.load_data(synthetic()) is None  # synthetic needs no data
