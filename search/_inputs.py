@@ -11,12 +11,13 @@ describe itself (synthetic, a lab's) has no input.
 from __future__ import annotations
 
 import json
-from typing import Any
-
-from mlflow.entities import Dataset, DatasetInput, InputTag
+from typing import TYPE_CHECKING, Any
 
 from tunelab import spaces
 from tunelab import trainables
+
+if TYPE_CHECKING:
+    from mlflow.entities import Dataset, DatasetInput
 
 
 CONTEXT_TAG = "mlflow.data.context"  # MLflow's input tag for the role of a dataset
@@ -36,6 +37,8 @@ def load_data(search: spaces.Search) -> Any:
 
 def dataset_inputs(data: Any) -> list[DatasetInput]:
     """``[DatasetInput]`` describing ``data`` (what ``Entry.load_data`` returned), or ``[]``."""
+    from mlflow.entities import DatasetInput, InputTag  # here: load_data serves tunelab train, without MLflow
+
     dataset = describe(data)
     return [DatasetInput(dataset, tags=[InputTag(CONTEXT_TAG, "training")])] if dataset is not None else []
 
@@ -46,6 +49,8 @@ def describe(data: Any) -> Dataset | None:
     describe_self = getattr(data, "dataset_record", None)
     if describe_self is None:
         return None
+    from mlflow.entities import Dataset
+
     record = describe_self()
     return Dataset(record.name, record.digest, "local", json.dumps({"uri": record.uri}),
                    schema=json.dumps({"files": list(record.files)}), profile=json.dumps(record.profile))

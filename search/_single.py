@@ -13,6 +13,7 @@ from typing import Any
 
 from tunelab import spaces
 from tunelab import trainables
+from tunelab.search import _inputs
 
 
 def inspect_config(s: spaces.Search) -> tuple[dict, dict]:
@@ -101,8 +102,4 @@ def prepare_training(s: spaces.Search) -> Training:
     reason = s.entry.check(config, s.spec.constraints)
     if reason is not None:
         raise spaces.SpecError(s.file, "config", f"the config to train is infeasible: {reason}")
-    try:
-        data = s.entry.load_data(s.spec.data.model_dump())
-    except trainables.DataError as exc:
-        raise spaces.SpecError(s.file, "data", str(exc)) from None
-    return Training(s.spec.trainable, s.file, config, filled, s.entry, data)
+    return Training(s.spec.trainable, s.file, config, filled, s.entry, _inputs.load_data(s))

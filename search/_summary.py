@@ -161,8 +161,7 @@ def finish(grid: tune.ResultGrid | None, search: spaces.Search, exp_dir: Path, p
         pending = (exp_dir / PENDING_FILE).exists()  # the server was down a while
         if stopped or pending:  # runs left open
             _replay.replay(exp_dir, search, parent, only=None if pending else stopped, budget_stopped=stopped)
-        outcome.name_trials(parent.children())
-        parent.close(outcome, infeasible)
+        parent.close(outcome, infeasible)  # names the trials (t003) from the child runs it reads anyway
     except Exception as exc:  # the tracking server is down: the results are safe in the folder
         log.warning("could not close the parent run in MLflow (%s); run `tunelab sync %s` once it is back",
                     _mlflow.first_line(exc), outcome.name)

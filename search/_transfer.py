@@ -21,7 +21,7 @@ import yaml
 from optuna.trial import TrialState
 
 from tunelab import _mlflow, spaces, trainables
-from tunelab.search._paths import SEARCH_FILE, load_study, read_state
+from tunelab.search._paths import SEARCH_FILE, find_study, read_state
 from tunelab.search._warmstart import SOURCE_ATTR
 from tunelab.trainables import tags
 
@@ -79,10 +79,8 @@ def read_source(name: str, storage: str | Path = "runs") -> Source:
     if not resolved.exists():
         raise spaces.SpecError(str(root), "name", f"no search named {name!r} under {root} (no {SEARCH_FILE} there)")
     spec = yaml.safe_load(resolved.read_text()) or {}
-    try:
-        trials = load_study(folder, spec.get("name") or name).get_trials(deepcopy=False)
-    except KeyError:  # no study: the search stopped before its first suggestion
-        trials = []
+    study = find_study(folder, spec.get("name") or name)  # None: it stopped before its first suggestion
+    trials = study.get_trials(deepcopy=False) if study is not None else []
     finished = [(dict(t.params), float(t.value)) for t in trials
                 if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
                 and SOURCE_ATTR not in t.user_attrs]
