@@ -40,7 +40,7 @@ def resume(name: str, storage: str | Path = "runs", *, address: str | None = Non
 def _resume(state: dict, exp_dir: Path, address: str | None, verbose: bool) -> Outcome:
     from tunelab.search._run import fit_and_finish
 
-    search = spaces.load(exp_dir / SEARCH_FILE)
+    search = _reload(exp_dir, state)
     data = _inputs.load_data(search)
     try:  # fails early if tracking is unreachable or refuses the login
         client = _mlflow.client_for(state["tracking_uri"])
@@ -85,7 +85,7 @@ def sync(name: str, storage: str | Path = "runs") -> Outcome:
 
 
 def _sync(state: dict, exp_dir: Path) -> Outcome:
-    search = spaces.load(exp_dir / SEARCH_FILE)
+    search = _reload(exp_dir, state)
     client = _mlflow.client_for(state["tracking_uri"])
     parent = ParentRun(client, state["experiment_id"], state["parent_run_id"])
     try:
@@ -99,3 +99,13 @@ def _sync(state: dict, exp_dir: Path) -> Outcome:
     if not closed and not caught:
         parent.close(outcome, infeasible)
     return outcome
+
+
+def _reload(exp_dir: Path, state: dict) -> spaces.Search:
+    """The search as its folder records it, where it ran: its results root is the folder's parent and
+    its store the one its state names, whatever the current folder (a search file without ``storage``
+    names ``./runs``, and its default store with it, relative to where it is read)."""
+    search = spaces.load(exp_dir / SEARCH_FILE)
+    search.spec.storage = str(exp_dir.parent)
+    search.spec.tracking.uri = state["tracking_uri"]
+    return search

@@ -125,3 +125,4 @@ def test_sync_from_another_folder_writes_to_the_store_the_search_ran_with(tiny_c
     outcome = sync(tiny_copy.name, tiny_copy.parent)
     assert records(parent) == RECORDS and outcome.counts()[metrics.COMPLETED] == 1
     assert not (elsewhere / "runs" / "mlflow.db").exists()  # no store made where the search never was
+    assert outcome.tracking_uri == parent.client.tracking_uri  # where the records are, as the CLI prints it
