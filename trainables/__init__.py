@@ -47,6 +47,7 @@ _BUILTIN: dict[str, Entry] = {
         constraint_names=_gpt_config.CONSTRAINTS,
         summarize=_gpt_config.summary,
         metrics=metrics.COMMON,
+        report_module="tunelab.trainables.gpt.report",
     ),
     "vit": Entry(
         name="vit",
@@ -58,6 +59,7 @@ _BUILTIN: dict[str, Entry] = {
         constraint_names=_vit_config.CONSTRAINTS,
         summarize=_vit_config.summary,
         metrics=metrics.COMMON,
+        report_module="tunelab.trainables.gpt.report",
     ),
     "arith": Entry(
         name="arith",

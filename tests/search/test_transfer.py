@@ -14,7 +14,7 @@ import sys
 
 import optuna
 import pytest
-from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
 from tunelab import _mlflow, spaces, trainables
@@ -61,12 +61,12 @@ TRIALS = [
 ]
 
 
-def _source(tmp_path, mode="min", trials=TRIALS):
+def _source(tmp_path, mode="min", trials=TRIALS, text=SOURCE):
     """Results folder of search ``a`` under ``tmp_path/runs``, as ``tunelab run`` leaves it."""
     root = tmp_path / "runs"
     folder = root / "a"
     folder.mkdir(parents=True)
-    (tmp_path / "a.yaml").write_text(SOURCE.format(mode=mode))
+    (tmp_path / "a.yaml").write_text(text.format(mode=mode))
     (folder / "search.yaml").write_text(spaces.load(tmp_path / "a.yaml").resolved_yaml())
     (folder / STATE_FILE).write_text(json.dumps({"name": "a", "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
                                                  "experiment_id": "1", "parent_run_id": "p0"}))
@@ -126,6 +126,36 @@ def test_seeds_multiply_the_points_through_a_choice_of_seeds(tmp_path):
     assert all("epochs" not in p for p in spec["points_to_evaluate"])
     assert spec["budget"]["trials"] == 6
     assert spaces.load(spec).space.params["seed"].values == [7, 8, 9]
+
+
+# A grid that searched the seed too, as spaces/gpt_mup_widths.yaml does.
+GRID_SOURCE = """\
+name: a
+trainable: synthetic
+metric: val_loss
+mode: {mode}
+space:
+  x: {{grid: [0.1, 0.2, 0.3]}}
+  seed: {{choice: [0, 1]}}
+sampler: {{name: grid}}
+budget: {{trials: 6}}
+data: {{corpus: none}}
+"""
+GRID_DISTS = {"x": CategoricalDistribution([0.1, 0.2, 0.3]), "seed": CategoricalDistribution([0, 1])}
+
+
+def test_a_grid_that_searched_the_seed_gives_its_best_points_and_their_own_seeds_onwards(tmp_path):
+    values = {(0.1, 0): 3.0, (0.1, 1): 2.5, (0.2, 0): 1.0, (0.2, 1): 2.0, (0.3, 0): 1.5, (0.3, 1): 0.5}
+    trials = [create_trial(state=TrialState.COMPLETE, value=v, params={"x": x, "seed": seed}, distributions=GRID_DISTS)
+              for (x, seed), v in values.items()]
+    source = _transfer.read_source("a", _source(tmp_path, trials=trials, text=GRID_SOURCE))
+    spec = _transfer.transfer_spec(source, top=2, seeds=2)
+    assert spec["space"] == {"x": {"choice": [0.1, 0.2, 0.3]}, "seed": {"choice": [0, 1, 2]}}
+    assert spec["points_to_evaluate"] == [{"x": 0.3, "seed": 1}, {"x": 0.3, "seed": 2},
+                                          {"x": 0.2, "seed": 0}, {"x": 0.2, "seed": 1}]
+    assert spec["sampler"]["name"] == "random" and spec["budget"]["trials"] == 4
+    search = spaces.load(spec)
+    assert search.space.params["x"].kind == "choice" and search.space.params["seed"].values == [0, 1, 2]
 
 
 def test_bad_counts_are_refused(tmp_path):
