@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import yaml
 from ray import tune
 
 from tunelab import _mlflow, spaces
@@ -104,8 +105,28 @@ def _sync(state: dict, exp_dir: Path) -> Outcome:
 def _reload(exp_dir: Path, state: dict) -> spaces.Search:
     """The search as its folder records it, where it ran: its results root is the folder's parent and
     its store the one its state names, whatever the current folder (a search file without ``storage``
-    names ``./runs``, and its default store with it, relative to where it is read)."""
-    search = spaces.load(exp_dir / SEARCH_FILE)
+    names ``./runs``, and its default store with it, relative to where it is read); a relative path
+    in its ``data`` section is read from the folder it was launched in (``data.dir: data/ptb``)."""
+    search = spaces.load(exp_dir / SEARCH_FILE, _data_where_launched(exp_dir, state))
     search.spec.storage = str(exp_dir.parent)
     search.spec.tracking.uri = state["tracking_uri"]
     return search
+
+
+def _data_where_launched(exp_dir: Path, state: dict) -> list[str]:
+    """``--set data.KEY=PATH`` for each relative path in the recorded ``data`` section that names a
+    file or folder under the launch folder (``state["cwd"]``): the trainables' loaders read relative
+    paths from the current folder, and ``resume`` may run from another one. Which ``data`` keys are
+    paths is the trainable's business (``dir``, ``tokens`` ...), so a value counts as one when it
+    exists there."""
+    launched = state.get("cwd")
+    data = (yaml.safe_load((exp_dir / SEARCH_FILE).read_text()) or {}).get("data") or {}
+    if launched is None or not isinstance(data, dict):
+        return []
+    out = []
+    for key, value in data.items():
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            anchored = Path(launched) / value
+            if anchored.exists():
+                out.append(f"data.{key}={anchored}")
+    return out

@@ -11,6 +11,7 @@ however the fit ends: its budget run, a signal, a fault.
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 from tunelab import _mlflow, spaces
@@ -116,6 +117,7 @@ def _record(search: spaces.Search, exp_dir: Path, client, experiment_id: str, in
     write_state(exp_dir, {
         "name": search.spec.name, "file": search.file, "tracking_uri": search.tracking_uri,
         "experiment_id": experiment_id, "parent_run_id": parent.run_id, "spec_hash": search.spec_hash,
+        "cwd": os.getcwd(),  # where the file's relative data paths were read from (resume reads them there)
     })
     return parent
 

@@ -13,7 +13,7 @@ from tunelab import spaces
 from tunelab.search import _run
 from tunelab.search._errors import SearchRunningError
 from tunelab.search._paths import SEARCH_FILE, STATE_FILE, claim, experiment_dir
-from tunelab.search._resume import resume, sync
+from tunelab.search._resume import _reload, resume, sync
 from tunelab.trainables import metrics
 from tunelab.trainables import tags
 
@@ -126,3 +126,25 @@ def test_sync_from_another_folder_writes_to_the_store_the_search_ran_with(tiny_c
     assert records(parent) == RECORDS and outcome.counts()[metrics.COMPLETED] == 1
     assert not (elsewhere / "runs" / "mlflow.db").exists()  # no store made where the search never was
     assert outcome.tracking_uri == parent.client.tracking_uri  # where the records are, as the CLI prints it
+
+
+def test_relative_data_paths_are_read_where_the_search_was_launched(tmp_path, monkeypatch):
+    # Launched in `lab` with data.dir ./ptb (a relative path the loaders read from the current folder),
+    # resumed from `elsewhere`: the reloaded search reads the data where it was, paths that name nothing
+    # there (a corpus name) stay as written.
+    lab, elsewhere = tmp_path / "lab", tmp_path / "elsewhere"
+    (lab / "ptb").mkdir(parents=True)
+    (lab / "tokens").mkdir()
+    elsewhere.mkdir()
+    exp_dir = tmp_path / "runs" / "s"
+    exp_dir.mkdir(parents=True)
+    (exp_dir / SEARCH_FILE).write_text(yaml.safe_dump({
+        "name": "s", "trainable": "synthetic", "space": {"x": {"uniform": [-1.0, 1.0]}},
+        "data": {"corpus": "synthetic", "dir": "ptb", "tokens": "tokens"}}))
+    monkeypatch.chdir(elsewhere)
+    state = {"tracking_uri": f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}", "cwd": str(lab)}
+    search = _reload(exp_dir, state)
+    assert (search.spec.data.dir, search.spec.data.tokens) == (str(lab / "ptb"), str(lab / "tokens"))
+    assert search.spec.data.corpus == "synthetic"
+    with pytest.raises(spaces.SpecError, match="data.dir"):  # a folder from before the launch folder was kept
+        _reload(exp_dir, {**state, "cwd": None})

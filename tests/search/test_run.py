@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 import optuna
 import pytest
@@ -78,7 +79,7 @@ def test_record_writes_the_folder_the_parent_run_and_the_view(synthetic, experim
     parent = _run._record(s, exp_dir, client, exp_id, [], None, None)
     assert json.loads((exp_dir / STATE_FILE).read_text()) == {
         "name": "synthetic-load", "file": s.file, "tracking_uri": s.tracking_uri, "experiment_id": exp_id,
-        "parent_run_id": parent.run_id, "spec_hash": s.spec_hash}
+        "parent_run_id": parent.run_id, "spec_hash": s.spec_hash, "cwd": os.getcwd()}
     assert (exp_dir / SEARCH_FILE).read_text() == s.resolved_yaml()
     assert spaces.load(exp_dir / SEARCH_FILE).spec_hash == s.spec_hash  # the resolved file is the same search
     assert not (exp_dir / STUDY_FILE).exists()  # no warm start: the searcher makes the study
