@@ -41,6 +41,7 @@ import torch
 
 from tunelab.trainables import metrics as M
 from tunelab.trainables._errors import ConfigError
+from tunelab.trainables.rnn.data import batchify
 
 MB = 2**20
 Report = Callable[..., None]
@@ -192,6 +193,27 @@ def finite(loss: float) -> float:
 
 def ppl(loss: float) -> float:
     return math.exp(loss) if loss < 700 else math.inf  # NaN and overflow -> inf
+
+
+def token_streams(ids: np.ndarray, fraction: float, batch_size: int, field: str, device: torch.device) -> torch.Tensor:
+    """A leading fraction of a split's ids as ``batch_size`` contiguous streams (``rnn.data.batchify``),
+    [T, B] int64 on the device, for the language models that read a split in order (the recurrent
+    LM, the GPT by epochs).
+
+    Args:
+        ids: the split's token ids.
+        fraction: the leading share of them to keep.
+        batch_size: the number of streams B.
+        field: the config field ``fraction`` came from, for the error.
+        device: where the streams go.
+
+    Raises:
+        ConfigError: fewer than two rows (one input/target pair per stream).
+    """
+    part = ids[: int(len(ids) * fraction)]
+    if len(part) // batch_size < 2:
+        raise ConfigError(f"{field}={fraction} leaves {len(part)} tokens, too few for {batch_size} streams")
+    return torch.from_numpy(batchify(part, batch_size).astype(np.int64)).to(device)
 
 
 def param_norm(model: torch.nn.Module) -> float:
