@@ -146,7 +146,7 @@ def test_the_analysis_imports_no_trainable_family():
 # --- several searches in one report (seed report 000: the LSTM half and the GPT half) ----------------
 
 def test_searches_of_different_objectives_are_refused(store, tmp_path, capsys):
-    with pytest.raises(analysis.AnalysisError, match="different objectives: fixture-rnn minimises val_ppl, "
+    with pytest.raises(analysis.AnalysisError, match="different objectives cannot share a report: fixture-rnn minimises val_ppl, "
                                                     "fixture-gpt minimises val_loss"):
         analysis.load([RNN, GPT], store.uri)
     with pytest.raises(analysis.AnalysisError, match="no MLflow experiment named 'nope'"):

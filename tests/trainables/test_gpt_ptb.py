@@ -22,8 +22,9 @@ from _local import run_trial
 # The report's Problem 2.5: 12 heads of 64, d = 768; GPT-1's post-norm blocks, tied embeddings, and
 # Penn Treebank's 10,000 words in windows of 35.
 GPT1 = dict(n_head=12, n_embd=768, norm="post", vocab_size=10_000, n_positions=35)
-TINY = dict(vocab_size=10_000, n_layer=1, n_head=2, n_embd=16, n_positions=8, batch_size=4, flop_budget=None,
-            epochs=1, train_fraction=0.002, device="cpu", max_lr=3e-3, min_lr=3e-3, warmup_steps=0)
+# 32 streams: the whole-split evaluations take 2,305 windows of 32 x 8 tokens.
+TINY = dict(vocab_size=10_000, n_layer=1, n_head=2, n_embd=16, n_positions=8, batch_size=32, flop_budget=None,
+            epochs=1, train_fraction=0.01, device="cpu", max_lr=3e-3, min_lr=3e-3, warmup_steps=0)
 
 
 @pytest.fixture(scope="module")
@@ -44,15 +45,15 @@ def test_the_gpt_reads_the_lstms_penn_treebank(words):
 def test_an_epoch_reads_the_streams_windows_in_order(words):
     cfg = parse_config(GPTConfig, {**TINY, "grad_accum": 2})
     trial = gpt_train.Trial.setup(cfg, words)
-    part = words.open("train")[: int(929_589 * 0.002)]
-    rows = len(part) // 4  # four streams, stream b = part[b·rows:(b+1)·rows]
+    part = words.open("train")[: int(929_589 * 0.01)]
+    rows = len(part) // 32  # 32 streams, stream b = part[b·rows:(b+1)·rows]
     assert trial.per_epoch == epoch_steps(cfg, 929_589) == (rows - 1) // (8 * 2) == trial.total_steps
     for step in range(trial.per_epoch):
         trial.progress.step = step
         for micro in range(2):
             x, y = trial.train_batch(micro)
             start = (step * 2 + micro) * 8
-            for b in range(4):
+            for b in range(32):
                 expected = part[b * rows + start: b * rows + start + 9]
                 assert x[b].tolist() == expected[:-1].tolist() and y[b].tolist() == expected[1:].tolist()
     assert eval_steps(cfg, 929_589) == [trial.per_epoch]
@@ -65,25 +66,26 @@ def test_epochs_report_once_each_with_whole_splits_evaluated(words):
     last = reports[-1][0]
     assert last[metrics.FINISHED] == 1 and math.isfinite(last[metrics.TEST_PPL])
     per_epoch = epoch_steps(cfg, 929_589)
-    assert last[metrics.STEP] == 2 * per_epoch and last[metrics.TOKENS] == 2 * per_epoch * 4 * 8
+    assert last[metrics.STEP] == 2 * per_epoch and last[metrics.TOKENS] == 2 * per_epoch * 32 * 8
     # The validation perplexity is over the whole split (73,760 tokens less one per stream), from the
     # same model a direct evaluation sees.
     trial = gpt_train.Trial.setup(cfg, words)
     val = trial.streams["val"]
-    assert val.shape == (73_760 // 4, 4)
+    assert val.shape == (73_760 // 32, 32)
     loss, _ = gpt_train.evaluate(trial, "val")
     with torch.no_grad():
         logits, _ = trial.model(val[:-1].t()[:, :8], val[1:].t()[:, :8])
-    assert math.isfinite(loss) and logits.shape == (4, 8, 10_000)
+    assert math.isfinite(loss) and logits.shape == (32, 8, 10_000)
 
 
 def test_a_resume_mid_epoch_ends_as_the_uninterrupted_run(words):
-    cfg = parse_config(GPTConfig, {**TINY, "train_fraction": 0.004, "eval_interval": 5})
+    # 128 streams, so that each whole-split evaluation is 72 windows.
+    cfg = parse_config(GPTConfig, {**TINY, "batch_size": 128, "train_fraction": 0.05, "eval_interval": 20})
     per_epoch = epoch_steps(cfg, 929_589)
-    assert per_epoch > 5  # the report at step 5 is mid-epoch
+    assert per_epoch == 45  # the reports at steps 20 and 40 are mid-epoch
     straight = run_trial(gpt_train.Trial(cfg, words))
     mid_state = straight[0][1]
-    assert straight[0][0][metrics.STEP] == 5 and 0 < straight[0][0][metrics.EPOCH] < 1
+    assert straight[0][0][metrics.STEP] == 20 and 0 < straight[0][0][metrics.EPOCH] < 1
     resumed = run_trial(gpt_train.Trial(cfg, words), state=mid_state)
     keys = (metrics.TRAIN_LOSS, metrics.VAL_LOSS, metrics.TEST_PPL, metrics.STEP, metrics.TOKENS, metrics.EPOCH)
     assert [r[k] for r, _ in resumed for k in keys if k in r] == [r[k] for r, _ in straight[1:] for k in keys if k in r]
