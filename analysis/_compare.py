@@ -63,7 +63,7 @@ def experiments(runs: pa.Table, history: pa.Table) -> pd.DataFrame:
         label = run.get(LABEL)
         rows.append({
             "run_id": run_id, "trial_id": run["trial_id"],
-            "Exp. ID": str(label) if label is not None and not _missing(label) else run["trial_id"],
+            "Exp. ID": _experiment_id(label, run["trial_id"]),
             "Architecture": _architecture(trainables[i], run),
             "Layers": _layers(run),
             "Optimizer": _OPTIMIZER_NAMES.get(run.get("optimizer"), run.get("optimizer")),
@@ -203,7 +203,8 @@ def _steady_memory(history: pa.Table) -> dict[str, tuple[float, str]]:
         epochs = sub[metrics.EPOCH] if metrics.EPOCH in sub else pd.Series(1.0, index=sub.index)
         steady = sub[epochs > 1]
         if len(steady):
-            out[run_id] = (float(steady[metrics.MEM_PEAK_MB].max()), f"epochs 2-{epochs.max():g}")
+            last = epochs.max()
+            out[run_id] = (float(steady[metrics.MEM_PEAK_MB].max()), f"epochs 2-{last:g}" if last > 2 else "epoch 2")
         elif len(sub):
             out[run_id] = (float(sub[metrics.MEM_PEAK_MB].iloc[-1]), "epoch 1")
     return out
@@ -218,6 +219,15 @@ def _last(history: pa.Table, key: str) -> dict[str, float]:
 def _sorted_by_id(df: pd.DataFrame) -> pd.DataFrame:
     key = pd.to_numeric(df["Exp. ID"], errors="coerce")
     return df.assign(_k=key.fillna(math.inf)).sort_values(["_k", "Exp. ID"], kind="stable")
+
+
+def _experiment_id(label, trial_id: str) -> str:
+    # Labels that all read as numbers come back typed (int64; float64 beside a search without labels).
+    if _missing(label):
+        return trial_id
+    if isinstance(label, float) and label.is_integer():
+        label = int(label)
+    return str(label)
 
 
 def _missing(value) -> bool:

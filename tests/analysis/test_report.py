@@ -169,7 +169,7 @@ def test_a_report_over_two_searches_has_both_architectures(seed000_searches, tmp
     assert lstm.tracking_uri == gpt.tracking_uri
     runs, history = analysis.load([lstm.name, gpt.name], lstm.tracking_uri)
     assert runs.num_rows == 4 and sorted(set(runs.column("search").to_pylist())) == sorted([lstm.name, gpt.name])
-    assert sorted(runs.column("label").to_pylist()) == ["1", "11", "6", "9"]
+    assert sorted(runs.column("label").to_pylist()) == [1, 6, 9, 11]  # typed: every label a number
 
     out = tmp_path / "seed000"
     storage = Path(lstm.experiment_dir).parent
