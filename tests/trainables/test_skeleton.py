@@ -7,10 +7,12 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from tunelab.trainables import _report, metrics
+from tunelab.trainables import _skeleton
 from tunelab.trainables._skeleton import decay_groups, hits, make_optimizer
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
