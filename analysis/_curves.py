@@ -6,7 +6,7 @@ search adds FLOPs, the axis on which trials of different shapes are compared at 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -79,6 +79,7 @@ def plot_curves(
     max_trials: int = 8,
     panels: Sequence[tuple[str, str, str, str]] = PANELS,
     name: str | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> Plot:
     """Train (dashed) and validation (solid) loss and perplexity of each trial against ``x``.
 
@@ -90,6 +91,7 @@ def plot_curves(
         panels: (title, train metric, validation metric, y label) per panel, those logged drawn;
             ``PANELS`` by default, accuracy and loss for classification (``analysis._classification``).
         name: the figure's file stem; default ``curves_<x>``.
+        labels: run id -> its legend label; default the run names (``t003 lr=0.52``).
 
     Raises:
         AnalysisError: ``x`` or the panels' metrics were never logged.
@@ -110,7 +112,7 @@ def plot_curves(
         chosen = [by_trial.get(t, t) for t in trials]
     keys = [k for p in panels for k in p[1:3]]
     data = curve_data(history, x, keys, chosen)
-    labels = trial_labels(runs)
+    labels = {**trial_labels(runs), **(labels or {})}
 
     from matplotlib.lines import Line2D
 

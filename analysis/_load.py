@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 import pyarrow as pa
 
 from tunelab.analysis._errors import AnalysisError
-from tunelab.analysis._schema import META_KEY, RUN_COLUMNS, metric_mode, search_info
+from tunelab.analysis._schema import META_KEY, RUN_COLUMNS, SEARCH, metric_mode, search_info
 from tunelab.trainables import tags
 
 PARENT_TAG = tags.PARENT
@@ -51,13 +51,13 @@ HISTORY_SCHEMA = pa.schema([
 
 
 def load(
-    experiment: str,
+    experiment: str | Sequence[str],
     tracking_uri: str | None = None,
-    parent_run: str | None = None,
+    parent_run: str | Sequence[str | None] | None = None,
     *,
     method: str = "auto",
 ) -> tuple[pa.Table, pa.Table]:
-    """Load one search's trials from MLflow as two Arrow tables.
+    """Load one search's trials (or several searches' together) from MLflow as two Arrow tables.
 
     ``runs`` has one row per trial (child run of the parent run), sorted by start time:
 
@@ -76,11 +76,18 @@ def load(
     The search itself (parent run id, tags, metrics such as ``n_infeasible``, params such as ``metric``)
     travels in the schema metadata of ``runs``; read it with ``search_info(runs)``.
 
+    Several searches (a list of names, in one MLflow store) give one table of all their trials, one
+    row per trial, with a ``search`` column naming each one's search; their parameters are typed over
+    all of them (a parameter a search did not have is null there). They must optimise the same metric
+    the same way, or the rows could not be ranked together. ``search_info`` then describes the first,
+    with ``experiment`` joining the names by " + " and ``searches`` holding each one's description.
+
     Args:
-        experiment: the MLflow experiment name (the search's name).
+        experiment: the MLflow experiment name (the search's name), or several.
         tracking_uri: where MLflow is; None uses MLflow's default (``MLFLOW_TRACKING_URI``).
         parent_run: the run id of one launch of the search; None takes the latest parent run (a run
-            without ``mlflow.parentRunId`` that has child runs).
+            without ``mlflow.parentRunId`` that has child runs). With several searches, one per
+            search (or None).
         method: how histories are fetched: "auto" (SQL for database stores, else the client), "sql"
             or "client".
 
@@ -88,23 +95,24 @@ def load(
         (runs, history).
 
     Raises:
-        AnalysisError: no such experiment, database or parent run, or the search has no trial runs.
+        AnalysisError: no such experiment, database or parent run, a search without trial runs, or
+            searches of different objectives.
     """
     from mlflow.tracking import MlflowClient
 
-    from tunelab import _mlflow
-
+    names = [experiment] if isinstance(experiment, str) else list(experiment)
+    parents = parent_run if isinstance(parent_run, (list, tuple)) else [parent_run] * len(names)
+    if not names or len(parents) != len(names):
+        raise ValueError("load needs one or more experiment names, and one parent run (or None) for each")
     uri = _resolve_uri(tracking_uri)
     client = MlflowClient(tracking_uri=uri)
-    try:
-        exp = client.get_experiment_by_name(experiment)
-    except Exception as exc:  # the client raises many types for "cannot reach the store"
-        raise AnalysisError(f"cannot read MLflow at {uri}: {_mlflow.first_line(exc)}") from None
-    if exp is None:
-        raise AnalysisError(f"no MLflow experiment named {experiment!r} at {uri}")
-    all_runs = _mlflow.all_runs(client, exp.experiment_id)
-    parent, children = _pick_search(all_runs, experiment, parent_run)
-    children.sort(key=lambda r: (r.info.start_time or 0, r.info.run_name or ""))
+    searches = [_read_search(client, uri, name, parent) for name, parent in zip(names, parents)]
+    objectives = {(s[0]["parent_params"].get("metric"), s[0]["parent_params"].get("mode")) for s in searches}
+    if len(objectives) > 1:
+        raise AnalysisError("searches of different objectives cannot share a report: " + ", ".join(
+            f"{s[0]['experiment']} {s[0]['parent_params'].get('mode')}imises {s[0]['parent_params'].get('metric')}"
+            for s in searches))
+    children = [r for _, rs in searches for r in rs]
     run_ids = [r.info.run_id for r in children]
 
     if method == "auto":
@@ -116,6 +124,27 @@ def load(
     else:
         raise ValueError(f"method must be 'auto', 'sql' or 'client', not {method!r}")
 
+    if len(searches) == 1:
+        return _runs_table(children, history, searches[0][0]), history
+    info = {**searches[0][0], "experiment": " + ".join(names), "searches": [s[0] for s in searches]}
+    search_of = [s[0]["experiment"] for s in searches for _ in s[1]]
+    runs = _runs_table(children, history, info)
+    return runs.add_column(0, SEARCH, pa.array(search_of, pa.string())), history
+
+
+def _read_search(client, uri: str, experiment: str, parent_run: str | None) -> tuple[dict[str, Any], list]:
+    """One search's description (``search_info``'s) and its trial runs, in start order."""
+    from tunelab import _mlflow
+
+    try:
+        exp = client.get_experiment_by_name(experiment)
+    except Exception as exc:  # the client raises many types for "cannot reach the store"
+        raise AnalysisError(f"cannot read MLflow at {uri}: {_mlflow.first_line(exc)}") from None
+    if exp is None:
+        raise AnalysisError(f"no MLflow experiment named {experiment!r} at {uri}")
+    all_runs = _mlflow.all_runs(client, exp.experiment_id)
+    parent, children = _pick_search(all_runs, experiment, parent_run)
+    children.sort(key=lambda r: (r.info.start_time or 0, r.info.run_name or ""))
     info = {
         "experiment": experiment,
         "experiment_id": exp.experiment_id,
@@ -127,7 +156,7 @@ def load(
         "parent_metrics": dict(parent.data.metrics),
         "parent_params": dict(parent.data.params),
     }
-    return _runs_table(children, history, info), history
+    return info, children
 
 
 def read_artifact(runs: pa.Table, run_id: str, path: str) -> str | None:

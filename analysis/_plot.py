@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from tunelab.analysis._errors import AnalysisError
+from tunelab.analysis._schema import SEARCH
 from tunelab.trainables import metrics
 
 STATUS_COLORS = {
@@ -173,10 +174,12 @@ def set_metric_scale(ax, key: str, values=None, axis: str = "y") -> None:
 
 
 def trial_names(runs: pa.Table) -> dict[str, str]:
-    """trial_id -> its short name, t003 (the first word of its run name; the trial id without one)."""
+    """trial_id -> its short name, t003 (the first word of its run name; the trial id without one);
+    ``search/t003`` in a table of several searches (``load``'s ``search`` column), whose t003s repeat."""
     names = runs.column("run_name").to_pylist()
     trials = runs.column("trial_id").to_pylist()
-    return {t: ((n or "").split(" ")[0] or t) for n, t in zip(names, trials)}
+    searches = runs.column(SEARCH).to_pylist() if SEARCH in runs.column_names else [None] * len(trials)
+    return {t: (f"{s}/" if s else "") + ((n or "").split(" ")[0] or t) for n, t, s in zip(names, trials, searches)}
 
 
 def with_trial_names(table, runs: pa.Table):
@@ -188,8 +191,10 @@ def with_trial_names(table, runs: pa.Table):
 
 
 def trial_labels(runs: pa.Table) -> dict[str, str]:
-    """run_id -> a legend label: the run name ("t003 lr=0.52 dropout=0.31"), else the trial id."""
+    """run_id -> a legend label: the run name ("t003 lr=0.52 dropout=0.31"), else the trial id; led by
+    the search's name in a table of several searches."""
     ids = runs.column("run_id").to_pylist()
     names = runs.column("run_name").to_pylist()
     trials = runs.column("trial_id").to_pylist()
-    return {i: (n or t or i[:8]) for i, n, t in zip(ids, names, trials)}
+    searches = runs.column(SEARCH).to_pylist() if SEARCH in runs.column_names else [None] * len(ids)
+    return {i: (f"{s}/" if s else "") + (n or t or i[:8]) for i, n, t, s in zip(ids, names, trials, searches)}

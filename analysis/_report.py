@@ -12,6 +12,7 @@ import base64
 import datetime
 import html
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +20,8 @@ import pyarrow as pa
 
 from tunelab.analysis._asha import plot_asha
 from tunelab.analysis._classification import classification_blocks, is_classification
+from tunelab.analysis._compare import applies
+from tunelab.analysis._compare import blocks as comparison_blocks
 from tunelab.analysis._curves import plot_curves
 from tunelab.analysis._history import plot_optimization_history, plot_slice
 from tunelab.analysis._importance import plot_importance
@@ -49,29 +52,35 @@ code,pre{background:#f6f6f6;padding:1px 4px}pre{overflow-x:auto}"""
 
 
 def report(
-    experiment: str,
+    experiment: str | Sequence[str],
     tracking_uri: str | None = None,
     out_dir: str | Path | None = None,
-    parent_run: str | None = None,
+    parent_run: str | Sequence[str | None] | None = None,
     *,
     log_artifacts: bool = True,
     top: int = 5,
 ) -> Path:
-    """Write report.md and report.html for one search and log them on its parent run under ``report/``.
+    """Write report.md and report.html for one search (or several side by side) and log them on its
+    parent run (each one's) under ``report/``.
 
     The report holds: what was searched (trainable, sampler, scheduler, metric), how the trials ended
     (status counts, infeasible configs included), the best ``top`` configs, the per-trial table of seed
     report 000 (best validation metric with the training metric, epoch and wall-clock at that report,
     peak memory, parameter count), mean ± std over seeds for configs run with several seeds, learning
     curves against epochs, wall-clock and FLOPs, ASHA rungs, fANOVA parameter importance, Pareto
-    fronts against FLOPs and wall-clock, and for FLOP-budget searches the iso-FLOP fit. The folder also
-    gets ``figures/`` (PNG and SVG) and ``data/`` (the two tables as Parquet).
+    fronts against FLOPs and wall-clock, and for FLOP-budget searches the iso-FLOP fit. Trials labelled
+    as experiments (``configs:`` with a ``label`` each) get seed report 000's tables 1-3 and figures 1-8
+    (``analysis._compare``). The folder also gets ``figures/`` (PNG and SVG) and ``data/`` (the two
+    tables as Parquet).
+
+    Several searches (``load`` given several names: one store, one objective) make one report over
+    all their trials, each trial named ``search/t003``.
 
     Args:
-        experiment: the search's name (its MLflow experiment).
+        experiment: the search's name (its MLflow experiment), or several.
         tracking_uri: where MLflow is; None uses MLflow's default.
-        out_dir: folder to write into; None is ``./reports/<experiment>``.
-        parent_run: one launch of the search; None is the latest.
+        out_dir: folder to write into; None is ``./reports/<experiment>`` (the names joined by "+").
+        parent_run: one launch of the search (one per search, or None); None is the latest.
         log_artifacts: also log report.md, report.html and figures/ on the parent run under ``report/``.
         top: how many configs the top-k table shows.
 
@@ -79,10 +88,12 @@ def report(
         The folder holding report.md and report.html.
 
     Raises:
-        AnalysisError: unknown experiment, or a search without trial runs.
+        AnalysisError: unknown experiment, a search without trial runs, or searches of different
+            objectives.
     """
     runs, history = load(experiment, tracking_uri, parent_run)
-    out = Path(out_dir) if out_dir is not None else Path("reports") / experiment
+    name = experiment if isinstance(experiment, str) else "+".join(experiment)
+    out = Path(out_dir) if out_dir is not None else Path("reports") / name
     out.mkdir(parents=True, exist_ok=True)
     to_parquet((runs, history), out / "data")
     blocks = build_blocks(runs, history, top=top)
@@ -92,16 +103,17 @@ def report(
     info = search_info(runs)
     (out / "report.md").write_text(render_markdown(blocks))
     images = {b[1].name: (out / FIGURES / f"{b[1].name}.png").read_bytes() for b in blocks if b[0] == "figure"}
-    (out / "report.html").write_text(render_html(blocks, title=f"{experiment}: search report", images=images))
+    (out / "report.html").write_text(render_html(blocks, title=f"{info['experiment']}: search report", images=images))
     if log_artifacts:
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=info["tracking_uri"])
-        parent = info["parent_run_id"]
-        client.log_artifact(parent, str(out / "report.md"), ARTIFACT_PATH)
-        client.log_artifact(parent, str(out / "report.html"), ARTIFACT_PATH)
-        if (out / FIGURES).exists():
-            client.log_artifacts(parent, str(out / FIGURES), f"{ARTIFACT_PATH}/{FIGURES}")
+        for search in info.get("searches", [info]):
+            parent = search["parent_run_id"]
+            client.log_artifact(parent, str(out / "report.md"), ARTIFACT_PATH)
+            client.log_artifact(parent, str(out / "report.html"), ARTIFACT_PATH)
+            if (out / FIGURES).exists():
+                client.log_artifacts(parent, str(out / FIGURES), f"{ARTIFACT_PATH}/{FIGURES}")
     return out
 
 
@@ -119,12 +131,8 @@ def build_blocks(runs: pa.Table, history: pa.Table, *, top: int = 5) -> list[tup
     blocks: list[tuple] = [("h", 1, f"Search report: {info.get('experiment', '')}")]
     table = with_trial_names(trial_table(runs, history), runs)
     ranked = table.sort_values(f"best_{metric}", ascending=(mode == "min"), na_position="last")
-    facts = [
-        f"Parent run `{info.get('parent_run_id')}` ({info.get('parent_run_name')}), "
-        f"trainable `{parent_tags.get(tags.TRAINABLE, '?')}`, sampler `{parent_tags.get(tags.SAMPLER, '?')}`, "
-        f"scheduler `{parent_tags.get(tags.SCHEDULER, '?')}`, spec hash `{parent_tags.get(tags.SPEC_HASH, '?')}`.",
-        f"Objective: {mode}imise `{metric}`. {runs.num_rows} trials ran.",
-    ]
+    facts = [_search_facts(search) for search in info.get("searches", [info])]
+    facts.append(f"Objective: {mode}imise `{metric}`. {runs.num_rows} trials ran.")
     if len(ranked) and pd.notna(ranked.iloc[0][f"best_{metric}"]):
         best = ranked.iloc[0]
         facts.append(f"Best trial: `{best['trial']}` with {metric} = {best[f'best_{metric}']:.4g}.")
@@ -144,6 +152,8 @@ def build_blocks(runs: pa.Table, history: pa.Table, *, top: int = 5) -> list[tup
     blocks.append(("table", table, f"Every trial in start order: its varied parameters, its best {metric}, "
                    "and at that same report the training counterpart, epoch and wall-clock seconds; "
                    "peak memory (MB) over the trial and its parameter count."))
+    if applies(runs):  # seed 000's tables 1-3 and figures 1-8
+        blocks += comparison_blocks(runs, history)
     seeds = seed_table(runs, history)
     if SEED in runs.column_names and (seeds["n"] > 1).any():
         blocks.append(("h", 2, "Repeated configs"))
@@ -184,6 +194,14 @@ def build_blocks(runs: pa.Table, history: pa.Table, *, top: int = 5) -> list[tup
         if block[0] == "figure":
             blocks.append(("pre", str(block[1].data)))
     return blocks
+
+
+def _search_facts(info: dict) -> str:
+    """One search's parent run, trainable, sampler, scheduler and spec hash, in a sentence."""
+    parent_tags = info["parent_tags"]
+    return (f"{info.get('experiment')}: parent run `{info.get('parent_run_id')}` ({info.get('parent_run_name')}), "
+            f"trainable `{parent_tags.get(tags.TRAINABLE, '?')}`, sampler `{parent_tags.get(tags.SAMPLER, '?')}`, "
+            f"scheduler `{parent_tags.get(tags.SCHEDULER, '?')}`, spec hash `{parent_tags.get(tags.SPEC_HASH, '?')}`.")
 
 
 def render_markdown(blocks: list[tuple]) -> str:

@@ -16,6 +16,8 @@ from tunelab.trainables import metrics
 
 META_KEY = b"tunelab"
 SEED = "seed"
+# The column naming each trial's search in a table of several searches (``load`` given several names).
+SEARCH = "search"
 # Fixed columns of the runs table, in order; metric columns follow as last_<key> and best_<key>.
 RUN_COLUMNS = (
     "run_id", "trial_id", "run_name", "status", "run_status", "parent_run_id",

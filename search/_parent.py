@@ -71,7 +71,8 @@ class ParentRun:
         params = {
             "metric": spec.metric, "mode": spec.mode, "trials": spec.budget.trials,
             "max_concurrent": spec.budget.max_concurrent, "total_flops": spec.budget.total_flops,
-            "time_s": spec.budget.time_s, **{f"fixed.{k}": v for k, v in spec.fixed.items()},
+            "time_s": spec.budget.time_s, "gpu": search.resources.get("gpu", 0),
+            **{f"fixed.{k}": v for k, v in spec.fixed.items()},
         }
         if warm is not None:
             params.update({"warm_start.taken": warm.taken, "warm_start.skipped": warm.n_skipped})

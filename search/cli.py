@@ -152,10 +152,12 @@ def _parser() -> argparse.ArgumentParser:
     prep.add_argument("--out", required=True, help="the token folder to write")
     prep.set_defaults(func=_prepare_data)
 
-    rep = sub.add_parser("report", help="write report.md/.html with tables and figures; log them on the parent run")
-    rep.add_argument("name")
+    rep = sub.add_parser("report", help="write report.md/.html with tables and figures (of one search, or several "
+                         "side by side); log them on each one's parent run")
+    rep.add_argument("name", nargs="+", help="the search, or several (one MLflow store, one objective)")
     rep.add_argument("--storage", default="runs")
-    rep.add_argument("--out", help="folder to write (default: <storage>/<name>/report)")
+    rep.add_argument("--out", help="folder to write (default: <storage>/<name>/report; for several searches "
+                     "<storage>/reports/<name>+<name>...)")
     rep.set_defaults(func=_report)
 
     tr = sub.add_parser("trainables", help="list the trainables (built-in and plugins) with their parameters")
@@ -336,13 +338,23 @@ def _report(args) -> int:
     from tunelab import analysis
     from tunelab.search import _paths
 
-    state = _paths.read_state(Path(args.storage), args.name)
-    out = Path(args.out) if args.out else Path(args.storage).resolve() / args.name / "report"
+    names = list(dict.fromkeys(args.name))
+    states = [_paths.read_state(Path(args.storage), name) for name in names]
+    uris = {state["tracking_uri"] for state in states}
+    if len(uris) > 1:
+        raise spaces.SpecError(" ".join(names), "name", "expected searches tracked in one MLflow store, got "
+                               + ", ".join(f"{n} in {s['tracking_uri']}" for n, s in zip(names, states)))
+    root = Path(args.storage).resolve()
+    default = root / names[0] / "report" if len(names) == 1 else root / "reports" / "+".join(names)
+    out = Path(args.out) if args.out else default
+    experiments = names[0] if len(names) == 1 else names
+    parents = states[0]["parent_run_id"] if len(names) == 1 else [s["parent_run_id"] for s in states]
     try:
-        path = analysis.report(args.name, state["tracking_uri"], out, parent_run=state["parent_run_id"])
+        path = analysis.report(experiments, uris.pop(), out, parent_run=parents)
     except analysis.AnalysisError as exc:
-        raise spaces.SpecError(args.name, "", str(exc)) from None
-    print(f"wrote {path / 'report.md'} and {path / 'report.html'} (also on the search's parent run)")
+        raise spaces.SpecError(" ".join(names), "", str(exc)) from None
+    where = "the search's parent run" if len(names) == 1 else "each search's parent run"
+    print(f"wrote {path / 'report.md'} and {path / 'report.html'} (also on {where})")
     return 0
 
 

@@ -181,8 +181,11 @@ def load(path: str | os.PathLike | Mapping[str, Any], overrides: Iterable[str] =
         raise SpecError(file, field, f"{_clean(err['msg'])}{got}") from None
     entry = entry or _registered(file, spec)
     base = _validate(file, spec, entry)
-    params = _ordered(file, spec)
-    return Search(file, text, spec, overrides, base, CompiledSpace(params, spec.fixed), entry)
+    if spec.configs:
+        space = CompiledSpace.of_configs(spec.configs, spec.fixed)
+    else:
+        space = CompiledSpace(_ordered(file, spec), spec.fixed)
+    return Search(file, text, spec, overrides, base, space, entry)
 
 
 def parse_yaml(file: str, text: str) -> Any:
@@ -209,7 +212,7 @@ def _parse_value(text: str) -> Any:
 def apply_override(file: str, raw: dict, item: str) -> None:
     """Apply one ``--set key=value`` to a search file's raw mapping, in place, as ``load`` does: a
     dotted field (``budget.trials=4``) is set; a bare name is a trainable parameter, fixed, and leaves
-    ``space`` and every point of ``points_to_evaluate``. The value is read as YAML (``1e-3`` a float).
+    ``space``, every point of ``points_to_evaluate`` and every one of ``configs``. The value is read as YAML (``1e-3`` a float).
 
     Raises:
         SpecError: not ``key=value``, or a part of the key is not a mapping.
@@ -231,7 +234,7 @@ def apply_override(file: str, raw: dict, item: str) -> None:
     if path[0] == "fixed" and len(path) == 2:  # --set wins over sampled and over warm-start points
         if isinstance(raw.get("space"), dict):
             raw["space"].pop(path[1], None)
-        for point in raw.get("points_to_evaluate") or []:
+        for point in [*(raw.get("points_to_evaluate") or []), *(raw.get("configs") or [])]:
             if isinstance(point, dict):
                 point.pop(path[1], None)
 
@@ -303,6 +306,7 @@ def _validate(file: str, spec: Spec, entry: trainables.Entry) -> dict[str, Any]:
             if name not in spec.space:
                 raise SpecError(file, f"points_to_evaluate[{i}].{name}", "not a parameter of space")
             _check_type(file, entry, f"points_to_evaluate[{i}].{name}", name, value)
+    _check_configs(file, spec, entry, known)
     unknown = sorted(set(spec.constraints) - set(entry.constraint_names))
     if unknown:
         raise SpecError(file, f"constraints.{unknown[0]}", f"unknown constraint of trainable {spec.trainable!r}; "
@@ -315,7 +319,43 @@ def _validate(file: str, spec: Spec, entry: trainables.Entry) -> dict[str, Any]:
         entry.parse(base)
     except trainables.ConfigError as exc:
         raise SpecError(file, "fixed", f"the fixed values do not form a valid config: {exc}") from None
+    for i, config in enumerate(spec.configs):
+        try:
+            entry.parse({**base, **config})
+        except trainables.ConfigError as exc:
+            raise SpecError(file, f"configs[{i}]", f"with the fixed values, not a valid config: {exc}") from None
     return base
+
+
+def _check_configs(file: str, spec: Spec, entry: trainables.Entry, known: Iterable[str]) -> None:
+    """``configs``: instead of ``space``, the same parameters in each, each known, not fixed, of its
+    type; one trial each, so ``budget.trials`` defaults to their number (and may not be fewer); not
+    with the grid sampler, which would run every combination of their values instead."""
+    if not spec.configs:
+        return
+    if spec.space:
+        raise SpecError(file, "configs", "expected either configs (explicit configurations) or space, not both")
+    if spec.sampler.name == "grid":
+        raise SpecError(file, "sampler.name", "grid would run every combination of the configs' values; "
+                        "expected another sampler (configs are tried in turn, one per trial)")
+    names = list(spec.configs[0])
+    for i, config in enumerate(spec.configs):
+        if list(config) != names and set(config) != set(names):
+            raise SpecError(file, f"configs[{i}]", f"expected the parameters of configs[0] ({', '.join(names)}), "
+                            f"got {', '.join(config) or 'none'}")
+        for name, value in config.items():
+            if not entry.open and name not in known:
+                raise SpecError(file, f"configs[{i}].{name}", f"unknown parameter of trainable {spec.trainable!r}; "
+                                f"expected one of: {', '.join(known)}")
+            if name in spec.fixed:
+                raise SpecError(file, f"configs[{i}].{name}", "also in fixed; a parameter is either fixed or "
+                                "given per configuration")
+            _check_type(file, entry, f"configs[{i}].{name}", name, value)
+    if "trials" not in spec.budget.model_fields_set:
+        spec.budget.trials = len(spec.configs)
+    elif spec.budget.trials < len(spec.configs):
+        raise SpecError(file, "budget.trials", f"at least {len(spec.configs)} expected, one trial per "
+                        f"configuration (got {spec.budget.trials})")
 
 
 def _check_type(file: str, entry: trainables.Entry, field: str, name: str, value: Any) -> None:

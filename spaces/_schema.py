@@ -139,6 +139,9 @@ class Spec(_Strict):
     space: dict[str, Param] = Field(default_factory=dict)
     constraints: dict[str, Any] = Field(default_factory=dict)
     points_to_evaluate: list[dict[str, Any]] = Field(default_factory=list)
+    # Explicit configurations, each trained once, in order (Ray Tune's grid_search over a list of
+    # dicts): instead of ``space``, each a mapping of the same parameters (``label`` names one).
+    configs: list[dict[str, Any]] = Field(default_factory=list)
     sampler: Sampler = Field(default_factory=Sampler)
     scheduler: Scheduler = Field(default_factory=Scheduler)
     budget: Budget = Field(default_factory=Budget)

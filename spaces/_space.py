@@ -33,11 +33,29 @@ class CompiledSpace:
     Args:
         params: the ``space`` section, in an order where every condition's parameters come first.
         fixed: the constant part of the config, which conditions may also refer to.
+        configs: a search file's explicit ``configs``, tried in turn one per trial (``grid_points``);
+            ``params`` then holds each of their parameters as a choice of the values they give.
     """
 
-    def __init__(self, params: Mapping[str, Param], fixed: Mapping[str, Any]):
+    def __init__(self, params: Mapping[str, Param], fixed: Mapping[str, Any],
+                 configs: Sequence[Mapping[str, Any]] = ()):
         self.params = dict(params)
         self.fixed = dict(fixed)
+        self.configs = [dict(c) for c in configs]
+
+    @classmethod
+    def of_configs(cls, configs: Sequence[Mapping[str, Any]], fixed: Mapping[str, Any]) -> CompiledSpace:
+        """The space of a list of explicit configurations: each parameter a choice of the values the
+        configurations give it (in order of first appearance), so that Optuna records every trial's
+        values, and the configurations themselves as the points tried in turn."""
+        params: dict[str, Param] = {}
+        for name in (configs[0] if configs else {}):
+            values: list[Any] = []
+            for config in configs:
+                if not any(type(v) is type(config[name]) and v == config[name] for v in values):
+                    values.append(config[name])
+            params[name] = Param(choice=values)
+        return cls(params, fixed, configs)
 
     def __call__(self, trial: Any) -> dict[str, Any]:
         chosen: dict[str, Any] = {}
@@ -63,7 +81,10 @@ class CompiledSpace:
         return any(p.when for p in self.params.values())
 
     def grid_points(self) -> list[dict[str, Any]]:
-        """Every combination of the ``grid`` parameters, in file order (empty when there are none)."""
+        """The explicit ``configs``, else every combination of the ``grid`` parameters, in file order
+        (empty when there are none)."""
+        if self.configs:
+            return [dict(c) for c in self.configs]
         grid = {n: p.grid for n, p in self.params.items() if p.kind == "grid"}
         if not grid:
             return []

@@ -17,7 +17,9 @@ evaluation (``evaluate``), the metrics it derives from them (``observe``), what 
 - divergence: a training or validation loss above the family's ceiling, or not finite, ends the
   trial with one last report carrying ``diverged: 1`` and no checkpoint;
 - out of memory, while the model is built as well as while it trains: one last report carrying
-  ``oom: 1``, the evaluation metrics at their worst, and the counters reached.
+  ``oom: 1``, the evaluation metrics at their worst, and the counters reached;
+- ``mem_peak_mb``, the steady-state peak: from the end of the first epoch on (``reset_mem_peak``),
+  the CUDA allocator's peak, on CPU the process's peak resident set; until then the peak so far.
 
 Reports go through the function handed to ``run`` (``trainables._report.report``, or a test's).
 """
@@ -34,6 +36,7 @@ import random
 import resource
 import time
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,9 +44,11 @@ import torch
 
 from tunelab.trainables import metrics as M
 from tunelab.trainables._errors import ConfigError
+from tunelab.trainables.rnn.data import batchify
 
 MB = 2**20
 Report = Callable[..., None]
+_PROC_STATUS, _PROC_CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
 
 
 # --- what every trial shares ----------------------------------------------------------------------
@@ -194,6 +199,27 @@ def ppl(loss: float) -> float:
     return math.exp(loss) if loss < 700 else math.inf  # NaN and overflow -> inf
 
 
+def token_streams(ids: np.ndarray, fraction: float, batch_size: int, field: str, device: torch.device) -> torch.Tensor:
+    """A leading fraction of a split's ids as ``batch_size`` contiguous streams (``rnn.data.batchify``),
+    [T, B] int64 on the device, for the language models that read a split in order (the recurrent
+    LM, the GPT by epochs).
+
+    Args:
+        ids: the split's token ids.
+        fraction: the leading share of them to keep.
+        batch_size: the number of streams B.
+        field: the config field ``fraction`` came from, for the error.
+        device: where the streams go.
+
+    Raises:
+        ConfigError: fewer than two rows (one input/target pair per stream).
+    """
+    part = ids[: int(len(ids) * fraction)]
+    if len(part) // batch_size < 2:
+        raise ConfigError(f"{field}={fraction} leaves {len(part)} tokens, too few for {batch_size} streams")
+    return torch.from_numpy(batchify(part, batch_size).astype(np.int64)).to(device)
+
+
 def param_norm(model: torch.nn.Module) -> float:
     """L2 norm of all parameters (tied weights once)."""
     with torch.no_grad():
@@ -201,10 +227,33 @@ def param_norm(model: torch.nn.Module) -> float:
 
 
 def mem_peak_mb(device: torch.device) -> float:
-    """Peak accelerator memory since the last reset; on CPU the process's peak RSS."""
+    """Peak memory since the last ``reset_mem_peak``: on CUDA the caching allocator's peak of allocated
+    memory; on CPU the process's peak resident set (Linux's VmHWM, which ``reset_mem_peak`` resets;
+    ``getrusage``'s lifetime peak where there is no /proc)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / MB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    try:
+        status = _PROC_STATUS.read_text()
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    kib = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
+    return int(kib) / 1024
+
+
+def reset_mem_peak(device: torch.device) -> None:
+    """Start ``mem_peak_mb``'s peak afresh from now: the CUDA allocator's peak statistics, or on CPU
+    the kernel's high-water mark of the resident set, set back to the current resident set by
+    writing 5 to /proc/self/clear_refs (Linux 4.0 and later; elsewhere the peak stays the process's).
+
+    The skeleton resets it when a trial's first epoch ends, so that ``mem_peak_mb`` is seed report
+    000's steady-state memory (its table 3): the first epoch's one-off peaks (the optimizer's state
+    allocated at the first step, the first evaluation's buffers) are behind it.
+    """
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    with contextlib.suppress(OSError):
+        _PROC_CLEAR_REFS.write_text("5")
 
 
 def no_eval() -> dict[str, float]:
@@ -409,9 +458,11 @@ def run(recipe: Recipe, report: Report, load_state: Callable[[], dict[str, Any] 
 def _loop(recipe: Recipe, report: Report) -> None:
     progress = recipe.progress
     attempt_start, wall_before = time.perf_counter(), progress.wall_s
+    # mem_peak_mb: the peak since the first epoch ended (the steady state), or, until it has, since this
+    # attempt started (a resumed trial past its first epoch is in its steady state from the start).
+    steady = progress.epoch >= 1
+    reset_mem_peak(recipe.device)
     for interval in recipe.intervals():
-        if recipe.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(recipe.device)
         t0, tokens_before = time.perf_counter(), progress.tokens
         train = recipe.train_interval(interval)
         train_s = time.perf_counter() - t0
@@ -432,6 +483,9 @@ def _loop(recipe: Recipe, report: Report) -> None:
             result.update(recipe.final())
         progress.wall_s = wall_before + time.perf_counter() - attempt_start
         report({**result, **recipe.counters(), M.FINISHED: int(last)}, state=recipe.checkpoint())
+        if not steady and progress.epoch >= 1:
+            steady = True
+            reset_mem_peak(recipe.device)
 
 
 def _out_of_memory(recipe: Recipe, report: Report) -> None:

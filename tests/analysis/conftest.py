@@ -40,3 +40,22 @@ def arith_search(ray_session, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("analysis_arith")
     s = spaces.load(spaces.CATALOGUE / "arith_sanity.yaml", ["p=7", "steps=300", "d_model=32", f"storage={tmp}"])
     return search.run(s)
+
+
+@pytest.fixture(scope="session")
+def seed000_searches(ray_session, data_dir, tmp_path_factory):
+    """Seed report 000's two halves, tiny, in one store: spaces/seed000_lstm.yaml and seed000_gpt.yaml
+    at 1 epoch on 0.3% of PTB's training words, narrow models, two experiments each (IDs 1 and 9: an
+    LSTM of 1 and 2 layers; 6 and 11: a GPT-1 of 1 and 2 layers)."""
+    from tunelab import search
+    from tunelab import spaces
+
+    tmp = tmp_path_factory.mktemp("analysis_seed000")
+    common = ["epochs=1", "train_fraction=0.003", "resources.cpu=1", "budget.max_concurrent=2", f"storage={tmp}"]
+    lstm = spaces.load(spaces.CATALOGUE / "seed000_lstm.yaml", [
+        *common, "hidden_size=16", "eval_fraction=0.05",
+        "configs=[{label: '1', num_layers: 1, optimizer: adam}, {label: '9', num_layers: 2, optimizer: adamw}]"])
+    gpt = spaces.load(spaces.CATALOGUE / "seed000_gpt.yaml", [
+        *common, "n_embd=16", "n_head=2",
+        "configs=[{label: '6', n_layer: 1, optimizer: adamw}, {label: '11', n_layer: 2, optimizer: adamw}]"])
+    return search.run(lstm), search.run(gpt)

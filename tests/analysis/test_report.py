@@ -141,3 +141,53 @@ def test_the_analysis_imports_no_trainable_family():
                     found += [f"{path.relative_to(ROOT)}:{node.lineno}: {a.name}" for a in node.names
                               if a.name not in ("REGISTRY", "metrics", "tags")]
     assert not found, "analysis/ imports a trainable family:\n" + "\n".join(found)
+
+
+# --- several searches in one report (seed report 000: the LSTM half and the GPT half) ----------------
+
+def test_searches_of_different_objectives_are_refused(store, tmp_path, capsys):
+    with pytest.raises(analysis.AnalysisError, match="different objectives cannot share a report: fixture-rnn minimises val_ppl, "
+                                                    "fixture-gpt minimises val_loss"):
+        analysis.load([RNN, GPT], store.uri)
+    with pytest.raises(analysis.AnalysisError, match="no MLflow experiment named 'nope'"):
+        analysis.load([RNN, "nope"], store.uri)
+
+
+def test_report_cli_exit_2_for_an_unknown_search(tmp_path, capsys):
+    from tunelab.search.cli import main
+
+    assert main(["report", "nope", "other", "--storage", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no search named 'nope'" in err
+
+
+@pytest.mark.slow
+def test_a_report_over_two_searches_has_both_architectures(seed000_searches, tmp_path, capsys):
+    from tunelab.search.cli import main
+
+    lstm, gpt = seed000_searches
+    assert lstm.tracking_uri == gpt.tracking_uri
+    runs, history = analysis.load([lstm.name, gpt.name], lstm.tracking_uri)
+    assert runs.num_rows == 4 and sorted(set(runs.column("search").to_pylist())) == sorted([lstm.name, gpt.name])
+    assert sorted(runs.column("label").to_pylist()) == [1, 6, 9, 11]  # typed: every label a number
+
+    out = tmp_path / "seed000"
+    storage = Path(lstm.experiment_dir).parent
+    assert main(["report", lstm.name, gpt.name, "--storage", str(storage), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    for n in range(1, 9):
+        assert f"seed000_figure{n}.png" in md and (out / "figures" / f"seed000_figure{n}.png").exists()
+    # Tables 1 (by ID) and 2 (by architecture), with both architectures.
+    table1 = md[md.index("| Exp. ID"):md.index("*Table 1")]
+    assert [line.split("|")[1].strip() for line in table1.splitlines() if line.startswith("| ")][1:] == ["1", "6", "9", "11"]
+    assert "LSTM" in table1 and "GPT-1" in table1 and "AdamW" in table1
+    table2 = md[md.index("*Table 1"):md.index("*Table 2")]
+    assert [line.split("|")[1].strip() for line in table2.splitlines() if line.startswith("| ")][1:] == ["1", "9", "6", "11"]
+    assert "Table 3: Steady-state memory" in md and "CPU: the process's peak resident set" in md
+    table3 = md[md.index("*Table 2"):md.index("*Table 3")]
+    assert table3.count("epoch 1") == 4
+    memory = [float(line.split("|")[5]) for line in table3.splitlines() if line.startswith("| ") and "epoch 1" in line]
+    assert len(memory) == 4 and all(m > 50 for m in memory)  # MB of a Python process with torch
+    # Both parents carry the report.
+    for s in (lstm, gpt):
+        assert {"report/report.md", "report/report.html"} <= artifacts(s.tracking_uri, s.parent_run_id)

@@ -80,7 +80,7 @@ def test_open_records_what_the_search_is_its_file_budget_and_data(synthetic, exp
     commit = _mlflow.git_commit(Path(_parent.__file__).resolve().parent)
     assert commit and run.data.tags["mlflow.source.git.commit"] == commit  # this checkout's
     assert run.data.params == {"metric": "val_loss", "mode": "min", "trials": "5", "max_concurrent": "2",
-                               "total_flops": "None", "time_s": "None", "fixed.epochs": "4"}
+                               "total_flops": "None", "time_s": "None", "gpu": "0.0", "fixed.epochs": "4"}
     assert _download(parent, "search/synthetic_load.yaml", tmp_path) == s.text
     assert _download(parent, "search/resolved.yaml", tmp_path) == s.resolved_yaml()
     assert [i.dataset.name for i in run.inputs.dataset_inputs] == ["toy"]

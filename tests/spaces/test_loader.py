@@ -44,6 +44,20 @@ BAD = {
     "grid larger than trials": (GOOD.replace("{choice: [sgd, momentum]}", "{grid: [sgd, momentum, adam]}")
                                 .replace("when: {optimizer: momentum}", "when: {cell: lstm}")
                                 .replace("fixed: {", "fixed: {cell: lstm, "), "budget.trials", "at least 3"),
+    # Explicit configurations (configs:, seed report 000's experiments).
+    "configs and space": (GOOD + "configs: [{optimizer: sgd}]\n", "configs", "either configs"),
+    "configs unequal": (GOOD.split("space:")[0] + "configs: [{lr: 1.0, optimizer: sgd}, {lr: 2.0}]\n",
+                        "configs[1]", "expected the parameters of configs[0] (lr, optimizer)"),
+    "configs unknown parameter": (GOOD.split("space:")[0] + "configs: [{lrr: 1.0}]\n", "configs[0].lrr",
+                                  "unknown parameter of trainable 'rnn'"),
+    "configs wrong type": (GOOD.split("space:")[0] + "configs: [{label: 1, lr: 1.0}]\n", "configs[0].label",
+                           "valid string"),
+    "configs fixed too": (GOOD.split("space:")[0] + "configs: [{hidden_size: 8}]\n", "configs[0].hidden_size",
+                          "also in fixed"),
+    "configs fewer trials": (GOOD.split("space:")[0] + "configs: [{lr: 1.0}, {lr: 2.0}, {lr: 3.0}]\nbudget: {trials: 2}\n",
+                             "budget.trials", "at least 3 expected, one trial per configuration"),
+    "configs invalid config": (GOOD.split("space:")[0] + "configs: [{emb_size: 8, tie_weights: true}]\n", "configs[0]",
+                               "not a valid config"),
 }
 
 
@@ -130,3 +144,16 @@ def test_every_catalogue_file_loads_and_compiles():
 def test_loader_imports_no_torch():
     code = "from tunelab import spaces; import sys; spaces.load_all(spaces.CATALOGUE); assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_configs_are_tried_in_turn_one_trial_each():
+    s = spaces.load(spaces.CATALOGUE / "seed000_gpt.yaml")
+    assert s.spec.budget.trials == 6 and s.spec.scheduler.name == "fifo"
+    assert [c["label"] for c in s.space.grid_points()] == ["5", "6", "7", "8", "11", "12"]
+    assert s.space.params["n_layer"].choice == [1, 2, 4]
+    assert s.space.params["optimizer"].choice == ["adam", "adamw", "sgd", "momentum"]
+    # --set fixes a parameter in every configuration; the resolved file loads to the same search.
+    t = spaces.load(spaces.CATALOGUE / "seed000_lstm.yaml", ["num_layers=1"])
+    assert [set(c) for c in t.space.grid_points()] == [{"label", "optimizer"}] * 6
+    again = spaces.load({**__import__("yaml").safe_load(t.resolved_yaml())})
+    assert again.space.grid_points() == t.space.grid_points() and again.spec.budget.trials == 6

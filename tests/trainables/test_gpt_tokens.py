@@ -70,7 +70,7 @@ def test_load_data_resolves_paths_and_names_missing_files(shakespeare_slice, tmp
     with pytest.raises(DataError, match="nope/meta.json"):
         tokens.load_data({"tokens": str(tmp_path / "nope")})
     with pytest.raises(DataError, match="data.tokens"):
-        tokens.load_data({"corpus": "ptb", "dir": None})
+        tokens.load_data({"corpus": "tinyshakespeare", "dir": None})  # corpus: ptb alone reads PTB's words
     (tmp_path / "tok" / "val.bin").unlink()
     with pytest.raises(DataError, match="val.bin"):
         tokens.load_data({"tokens": str(tmp_path / "tok")})

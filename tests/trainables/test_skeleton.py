@@ -7,10 +7,12 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from tunelab.trainables import _report, metrics
+from tunelab.trainables import _skeleton
 from tunelab.trainables._skeleton import decay_groups, hits, make_optimizer
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
@@ -175,3 +177,17 @@ def test_a_cpu_step_reuses_the_memory_the_last_one_freed(data_dir):
         faults[mode] = float(out.stdout.split()[-1])
     assert faults["default"] > 1000, faults  # a 16 MB block is 4,096 pages
     assert faults["retain"] * 10 < faults["default"], faults
+
+
+def test_mem_peak_is_the_peak_since_the_last_reset():
+    # Seed 000's steady-state memory: a reset (at the end of a trial's first epoch) forgets the peaks
+    # before it. On CPU the process's resident high-water mark (VmHWM, reset through clear_refs).
+    cpu = torch.device("cpu")
+    _skeleton.reset_mem_peak(cpu)
+    before = _skeleton.mem_peak_mb(cpu)
+    big = np.ones(300 * 2**20 // 8)  # 300 MB, touched
+    peak = _skeleton.mem_peak_mb(cpu)
+    del big
+    assert peak >= before + 250
+    _skeleton.reset_mem_peak(cpu)
+    assert _skeleton.mem_peak_mb(cpu) < peak - 250

@@ -1,4 +1,4 @@
-"""GPT pretraining under a FLOP budget.
+"""GPT pretraining under a FLOP budget, or by epochs over Penn Treebank's words.
 
 config.py (``GPTConfig``, budget arithmetic, ``check``, ``summary``; torch-free), tokens.py (token
 folders; numpy only), model.py (the GPT module), schedule.py (cosine with warm-up) and train.py (the

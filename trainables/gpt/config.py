@@ -10,8 +10,19 @@ Budget arithmetic (DESIGN.md, "FLOPs and budgets"):
     steps           = floor(flop_budget / (flops_per_token × tokens_per_step))   (or max_steps)
     warm-up steps   = warmup_steps, or floor(steps × warmup_frac)
 
-Evaluations happen every ``eval_interval`` optimizer steps, or, when ``eval_every_flops`` is set,
-at the first step whose cumulative FLOPs reach each multiple of it; the last step is always evaluated.
+Or by epochs, like the recurrent LM (``epochs`` set, ``flop_budget: null``): an epoch is one pass over
+the leading ``train_fraction`` of the training split, cut into ``batch_size`` contiguous streams
+(``rnn.data.batchify``) read in windows of ``seq_len`` tokens, so
+
+    steps per epoch = floor((floor(N × train_fraction) // batch_size − 1) / (seq_len × grad_accum))
+    steps           = epochs × steps per epoch
+
+which needs N, the training split's tokens: ``epoch_steps`` takes it (the trial has its data; ``summary``
+uses Penn Treebank's 929,589, the corpus the epoch-based GPT is meant for).
+
+Evaluations happen every ``eval_interval`` optimizer steps (default 100), or, when ``eval_every_flops``
+is set, at the first step whose cumulative FLOPs reach each multiple of it; by epochs, at the end of
+every epoch (and every ``eval_interval`` steps too, when it is set); the last step is always evaluated.
 """
 
 from __future__ import annotations
@@ -22,11 +33,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from tunelab.trainables._config import PosFloat, PosInt, Unit, config_dataclass, first_violation, window
+from tunelab.trainables._config import Fraction, PosFloat, PosInt, Unit, config_dataclass, first_violation, window
 from tunelab.trainables.flops import gpt_flops_per_token, gpt_mlp_width
 
 CONSTRAINTS = ("model_mb", "params", "memory_mb", "gpu_memory")
 MB = 2**20
+EVAL_INTERVAL = 100  # optimizer steps between evaluations when a run is counted in steps
+PTB_TRAIN_TOKENS = 929_589  # Penn Treebank's training split with <eos> (rnn.data): what summary sizes epochs on
 
 
 # GPT-2 small's shape (Radford et al. 2019): ``ModelConfig(**GPT2_SMALL)`` has 124,439,808 parameters.
@@ -151,8 +164,13 @@ class GPTConfig(ModelConfig):
         seq_len: tokens per sequence; None means n_positions (seed 003's choice).
         grad_accum: micro-batches per optimizer step.
         flop_budget: training FLOPs for the whole trial; fixes the number of steps.
-        max_steps: the number of steps directly. Exactly one of flop_budget and max_steps is set
-            (the default is a budget; set ``flop_budget: null`` to give steps instead).
+        max_steps: the number of steps directly.
+        epochs: passes over the training data in order (the recurrent LM's epochs): each epoch reads
+            the ``batch_size`` streams of the training split in consecutive windows of seq_len tokens.
+            Exactly one of flop_budget, max_steps and epochs is set (the default is a budget; set
+            ``flop_budget: null`` to give steps or epochs instead).
+        train_fraction: train on this leading fraction of the training split (quick searches, tests),
+            as the recurrent LM does.
 
     Optimizer and schedule:
         optimizer: adamw (decoupled decay; fused kernels), adam (L2 decay), sgd, momentum (SGD with
@@ -168,16 +186,22 @@ class GPTConfig(ModelConfig):
         clip: global gradient-norm clip; None or 0 disables it.
 
     Evaluation:
-        eval_interval: optimizer steps between evaluations.
+        eval_interval: optimizer steps between evaluations; None: 100 when the run is counted in
+            steps or FLOPs, none besides the epochs' ends when it is counted in epochs.
         eval_every_flops: when set, evaluate instead whenever cumulative training FLOPs cross the next
             multiple of it, so trials of different shapes report at (nearly) equal compute, the rungs
             ASHA compares on with ``time_attr: flops``.
         eval_iters: validation batches per evaluation, always the same windows (a fixed slice).
+            By epochs a validation (and the final test) evaluation reads the whole split instead, in
+            the training's windows, as the recurrent LM does, so that the two families' perplexities
+            mean the same.
 
     Runtime:
         compile: torch.compile the model (worth it on CUDA; on CPU it needs a C++ compiler).
         device: auto (CUDA when the trial has a GPU), cpu or cuda.
         seed: seeds Python, NumPy, torch and the training-window generator.
+        label: a name for the configuration (a reference report's experiment ID, ``configs:`` in a
+            search file); recorded with the trial, unused in training.
         diverge_loss: a training or validation loss above this (or NaN/inf) ends the trial as
             diverged; None means 2 · ln(vocab_size), twice the loss of a uniform guess.
     """
@@ -187,6 +211,8 @@ class GPTConfig(ModelConfig):
     grad_accum: PosInt = 1
     flop_budget: PosFloat | None = 1e15
     max_steps: PosInt | None = None
+    epochs: PosInt | None = None
+    train_fraction: Fraction = 1.0
 
     optimizer: Literal["adamw", "adam", "sgd", "momentum"] = "adamw"
     max_lr: PosFloat = 1e-3
@@ -200,7 +226,7 @@ class GPTConfig(ModelConfig):
     momentum: Unit = 0.9
     clip: Annotated[float, Field(ge=0)] | None = 1.0
 
-    eval_interval: PosInt = 100
+    eval_interval: PosInt | None = None
     eval_every_flops: PosFloat | None = None
     eval_iters: PosInt = 20
 
@@ -208,16 +234,23 @@ class GPTConfig(ModelConfig):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
     diverge_loss: PosFloat | None = None
+    label: str | None = None
 
     def __post_init__(self) -> None:
         # Fail before computing (STYLE.md 3): every cross-field rule, with the fields named.
         super().__post_init__()
         if self.seq_len is not None and self.seq_len > self.n_positions:
             raise ValueError(f"seq_len={self.seq_len} exceeds n_positions={self.n_positions}")
-        if (self.flop_budget is None) == (self.max_steps is None):
-            raise ValueError("set exactly one of flop_budget and max_steps (the other to null)")
+        lengths = [n for n in ("flop_budget", "max_steps", "epochs") if getattr(self, n) is not None]
+        if len(lengths) != 1:
+            raise ValueError(f"set exactly one of flop_budget, max_steps and epochs (the others to null); "
+                             f"got {', '.join(lengths) or 'none'}")
         if self.min_lr > self.peak_lr:
             raise ValueError(f"min_lr={self.min_lr} exceeds the peak learning rate {self.peak_lr}")
+        if self.epochs is not None:
+            if self.eval_every_flops is not None:
+                raise ValueError("eval_every_flops goes with a FLOP budget or max_steps, not with epochs")
+            return  # the steps depend on the data: the trial checks them (``epoch_steps``)
         steps = self.steps
         if steps < 1:
             raise ValueError(
@@ -232,7 +265,7 @@ class GPTConfig(ModelConfig):
                     f"eval_every_flops={self.eval_every_flops:.3g} exceeds the trial's "
                     f"{steps * self.flops_per_step:.3g} training FLOPs: no evaluation before the end"
                 )
-        elif self.eval_interval > steps:
+        elif self.eval_interval is not None and self.eval_interval > steps:
             raise ValueError(f"eval_interval={self.eval_interval} exceeds the {steps} training steps")
 
     # --- derived quantities (properties, so the dict a trial got stays the dict it was given) ----
@@ -260,49 +293,79 @@ class GPTConfig(ModelConfig):
 
     @property
     def steps(self) -> int:
-        """Optimizer steps of the whole trial (``steps_from_budget``)."""
-        return steps_from_budget(self)
+        """Optimizer steps of the whole trial (``steps_from_budget``); by epochs, on Penn Treebank."""
+        return steps_from_budget(self, PTB_TRAIN_TOKENS)
 
     @property
     def warmup(self) -> int:
-        """Warm-up steps: warmup_steps, or floor(steps × warmup_frac)."""
+        """Warm-up steps of ``steps`` (``warmup_of``)."""
+        return self.warmup_of(self.steps)
+
+    def warmup_of(self, steps: int) -> int:
+        """Warm-up steps of a run of ``steps``: warmup_steps, or floor(steps × warmup_frac)."""
         if self.warmup_steps is not None:
             return self.warmup_steps
-        return math.floor(self.steps * self.warmup_frac)
+        return math.floor(steps * self.warmup_frac)
 
     @property
     def loss_ceiling(self) -> float:
         return self.diverge_loss if self.diverge_loss is not None else 2.0 * math.log(self.vocab_size)
 
 
-def steps_from_budget(cfg: GPTConfig) -> int:
+def steps_from_budget(cfg: GPTConfig, train_tokens: int | None = None) -> int:
     """Optimizer steps a config trains for.
 
     steps = floor(flop_budget / (flops_per_token × batch_size × seq_len × grad_accum)) (DESIGN.md),
-    or max_steps when no budget is given.
+    or max_steps when no budget is given, or epochs × ``epoch_steps``.
 
     Args:
         cfg: the trial's config.
+        train_tokens: the training split's tokens (needed by epochs only).
     """
     if cfg.max_steps is not None:
         return cfg.max_steps
+    if cfg.epochs is not None:
+        if train_tokens is None:
+            raise ValueError("a run counted in epochs needs the training split's size for its steps")
+        return cfg.epochs * epoch_steps(cfg, train_tokens)
     # The product is an exact integer; dividing the float budget by it and flooring is exact enough
     # (budgets are far below 2**53 × flops_per_step).
     return math.floor(cfg.flop_budget / cfg.flops_per_step)
 
 
-def eval_steps(cfg: GPTConfig) -> list[int]:
-    """The optimizer steps (1-based, increasing) after which the trial evaluates and reports.
-
-    Every ``eval_interval`` steps, or at the first step whose cumulative FLOPs reach each multiple of
-    ``eval_every_flops``; the last step is always included.
+def epoch_steps(cfg: GPTConfig, train_tokens: int) -> int:
+    """Optimizer steps per epoch: the windows of ``context`` tokens (plus the next one, the last
+    window's target) in each of the ``batch_size`` streams of the leading ``train_fraction`` of the
+    training split, ``grad_accum`` windows a step; the streams' tails shorter than that are left out.
 
     Args:
         cfg: the trial's config.
+        train_tokens: the training split's tokens.
     """
-    steps = cfg.steps
-    if cfg.eval_every_flops is None:
-        points = set(range(cfg.eval_interval, steps + 1, cfg.eval_interval))
+    rows = int(train_tokens * cfg.train_fraction) // cfg.batch_size
+    return max(rows - 1, 0) // (cfg.context * cfg.grad_accum)
+
+
+def eval_steps(cfg: GPTConfig, train_tokens: int | None = None) -> list[int]:
+    """The optimizer steps (1-based, increasing) after which the trial evaluates and reports.
+
+    Every ``eval_interval`` steps, or at the first step whose cumulative FLOPs reach each multiple of
+    ``eval_every_flops``; by epochs, at each epoch's end (and every ``eval_interval`` steps when it is
+    set); the last step is always included.
+
+    Args:
+        cfg: the trial's config.
+        train_tokens: the training split's tokens (needed by epochs only).
+    """
+    steps = steps_from_budget(cfg, train_tokens)
+    if cfg.epochs is not None:
+        per_epoch = steps // cfg.epochs
+        points = {k * per_epoch for k in range(1, cfg.epochs + 1)}
+        if cfg.eval_interval is not None:
+            points |= set(range(cfg.eval_interval, steps + 1, cfg.eval_interval))
+    elif cfg.eval_every_flops is None:
+        interval = cfg.eval_interval or EVAL_INTERVAL
+        points = set(range(interval, steps + 1, interval))
     else:
         per_step = cfg.flops_per_step
         total_multiples = math.floor(steps * per_step / cfg.eval_every_flops)
@@ -385,6 +448,7 @@ def summary(cfg: GPTConfig) -> dict[str, Any]:
     """
     steps = cfg.steps
     return {
+        **({"epochs": cfg.epochs, "steps_per_epoch": epoch_steps(cfg, PTB_TRAIN_TOKENS)} if cfg.epochs else {}),
         "params": param_count(cfg),
         "params_nonembed": params_nonembed(cfg),
         "model_mb": round(model_mb(cfg), 2),
@@ -394,7 +458,7 @@ def summary(cfg: GPTConfig) -> dict[str, Any]:
         "warmup_steps": cfg.warmup,
         "tokens": steps * cfg.tokens_per_step,
         "flops": steps * cfg.flops_per_step,
-        "evaluations": len(eval_steps(cfg)),
+        "evaluations": len(eval_steps(cfg, PTB_TRAIN_TOKENS)),
         # The peak learning rate when it is derived (lr_ratio × min_lr: max_lr is then unused); else
         # it is max_lr, which the config shows already.
         **({"peak_lr": cfg.peak_lr} if cfg.lr_ratio is not None else {}),

@@ -36,6 +36,7 @@ import numpy as np
 
 from tunelab.trainables import _data
 from tunelab.trainables._errors import DataError
+from tunelab.trainables.rnn import data as ptb
 
 FORMAT = "tunelab-tokens/1"
 META = "meta.json"
@@ -317,18 +318,23 @@ def _read_meta(folder: Path) -> dict[str, Any]:
     return meta
 
 
-def load_data(data: Mapping[str, Any]) -> TokenData:
+def load_data(data: Mapping[str, Any]) -> TokenData | ptb.PTBData:
     """The registry's driver-side loader: the search file's ``data`` section -> ``TokenData``.
 
     Keys: ``tokens`` (the token folder; a relative path is looked up from the working directory,
     then under ``dir``), or, without ``tokens``, ``dir`` itself when it is a token folder.
-    ``corpus`` is informational. Paths are resolved here, on the driver, because trials run in
-    their own folders.
+    ``corpus`` is informational, except ``corpus: ptb`` without ``tokens``: then the words of Penn
+    Treebank, read by the recurrent LM's reader (``rnn.data.load_data``: ``dir``, else
+    ``$TUNELAB_DATA/ptb``, else the cache, else a checked download), with its vocabulary of 10,000
+    words, so that the two families' perplexities are over the same tokens. Paths are resolved
+    here, on the driver, because trials run in their own folders.
 
     Args:
         data: the search file's data section.
     """
     tokens, base = data.get("tokens"), data.get("dir")
+    if tokens is None and data.get("corpus") == "ptb":
+        return ptb.load_data({k: v for k, v in data.items() if k != "tokens"})
     if tokens is None and base is None:
         raise DataError("the gpt trainable needs data.tokens: a token folder made by `tunelab prepare-data`")
     if tokens is None:

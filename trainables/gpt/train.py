@@ -20,6 +20,13 @@ Decisions worth knowing:
   min_lr the final weights are the schedule's intended result, and keeping a second copy of the
   weights for "best" would double every checkpoint. (DESIGN.md asks for the best-val checkpoint;
   the RNN trainable does that.)
+- By epochs (``epochs`` set, ``data: {corpus: ptb}``: Penn Treebank's words through the recurrent
+  LM's reader), the training split is read in order as the LSTM reads it: ``batch_size`` contiguous
+  streams, consecutive windows of seq_len tokens, one pass per epoch; the data position is the step
+  count, so a resume mid-epoch goes on from the next window. Validation and test are then evaluated
+  whole, in the same windows (a fresh context at each window's start; the LSTM carries its state
+  across windows instead), so that val_ppl and test_ppl are per-token perplexities over the same
+  tokens as the LSTM's.
 - Divergence is checked at each evaluation (the interval's mean training loss and the validation
   loss), not every step, to avoid a device sync per step.
 """
@@ -38,20 +45,21 @@ from tunelab.trainables import metrics as M
 from tunelab.trainables._config import parse_config
 from tunelab.trainables._errors import ConfigError, DataError
 from tunelab.trainables._report import load_state, report
-from tunelab.trainables._skeleton import Interval, clip_grad_norm, decay_groups, finite, hits, ppl, set_lr
-from tunelab.trainables.gpt.config import GPTConfig, eval_steps, param_count, params_nonembed
+from tunelab.trainables._skeleton import Interval, clip_grad_norm, decay_groups, finite, hits, ppl, set_lr, token_streams
+from tunelab.trainables.gpt.config import GPTConfig, epoch_steps, eval_steps, param_count, params_nonembed, steps_from_budget
 from tunelab.trainables.gpt.model import GPT, hidden_weights, width_groups
 from tunelab.trainables.gpt.schedule import lr_at
 from tunelab.trainables.gpt.tokens import TokenData
+from tunelab.trainables.rnn.data import PTBData
 
 
-def train(config: dict[str, Any], data: TokenData | None = None) -> None:
+def train(config: dict[str, Any], data: TokenData | PTBData | None = None) -> None:
     """Ray Tune function trainable: one GPT pretraining run under a FLOP budget.
 
     Args:
         config: the trial's flat config (defaults + fixed + sampled); see ``GPTConfig``.
-        data: the ``TokenData`` the driver made with ``tokens.load_data`` and handed over through
-            ``tune.with_parameters``.
+        data: the ``TokenData`` (or, for ``corpus: ptb``, the ``PTBData``) the driver made with
+            ``tokens.load_data`` and handed over through ``tune.with_parameters``.
 
     Raises:
         ConfigError, DataError: before any training.
@@ -68,23 +76,43 @@ class Trial(_skeleton.Recipe):
     Attributes:
         model: the module whose state_dict a checkpoint holds; ``forward`` is what runs (the same
             module, or its torch.compile wrapper).
-        windows: draws the training windows; its state is the data position.
+        windows: draws the training windows (runs counted in steps or FLOPs); its state is the data
+            position.
+        total_steps: optimizer steps of the whole trial.
+        per_epoch: optimizer steps per epoch, by epochs (else None).
+        streams: by epochs, split -> its [T, B] streams on the device, once built.
     """
 
-    def __init__(self, cfg: GPTConfig, data: TokenData) -> None:
+    def __init__(self, cfg: GPTConfig, data: TokenData | PTBData) -> None:
         super().__init__(cfg)
         if data.vocab_size > cfg.vocab_size:
-            raise ConfigError(f"vocab_size={cfg.vocab_size} is smaller than the token folder's vocabulary ({data.vocab_size})")
+            raise ConfigError(f"vocab_size={cfg.vocab_size} is smaller than the data's vocabulary ({data.vocab_size})")
         splits = {s: data.open(s) for s in data.splits}
         for name, ids in splits.items():
             if len(ids) <= cfg.context + 1:
                 raise DataError(f"{data.path}: the {name} split has {len(ids)} tokens, too few for seq_len={cfg.context}")
-        self.train_ids = splits["train"]
+        self.splits = splits
+        self.train_ids = splits["train"][: int(len(splits["train"]) * cfg.train_fraction)]
+        if len(self.train_ids) <= cfg.context + 1:
+            raise ConfigError(f"train_fraction={cfg.train_fraction} leaves {len(self.train_ids)} tokens, "
+                              f"too few for seq_len={cfg.context}")
         self.eval_ids = {k: v for k, v in splits.items() if k != "train"}
+        self.per_epoch = epoch_steps(cfg, len(splits["train"])) if cfg.epochs is not None else None
+        if self.per_epoch == 0:
+            raise ConfigError(f"train_fraction={cfg.train_fraction} leaves {len(self.train_ids)} tokens: "
+                              f"{cfg.batch_size} streams hold no window of seq_len={cfg.context} (x grad_accum={cfg.grad_accum})")
+        self.total_steps = steps_from_budget(cfg, len(splits["train"]))
+        self.points = eval_steps(cfg, len(splits["train"]))
         self.windows = np.random.default_rng(cfg.seed)
         self.best_val_ppl = math.inf
+        self.streams: dict[str, torch.Tensor] = {}
 
     def build(self) -> None:
+        if self.per_epoch is not None:
+            cfg = self.cfg
+            self.streams = {"train": token_streams(self.train_ids, 1.0, cfg.batch_size, "train_fraction", self.device),
+                            **{k: token_streams(v, 1.0, cfg.batch_size, "batch_size", self.device)
+                               for k, v in self.eval_ids.items()}}
         self.model = GPT(self.cfg).to(self.device)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True  # fp32 leftovers (outside autocast) on tensor cores
@@ -97,14 +125,15 @@ class Trial(_skeleton.Recipe):
 
     # --- the family's part of the loop --------------------------------------------------------------
     def intervals(self) -> list[int]:
-        return [s for s in eval_steps(self.cfg) if s > self.step]
+        return [s for s in self.points if s > self.step]
 
     def train_interval(self, stop: int) -> Interval:
         cfg = self.cfg
         losses, accs = [], []
+        warmup = cfg.warmup_of(self.total_steps)
         while self.step < stop:
             # Update t (1-based) uses lr(t): seed 003's schedule with a = warm-up steps, b = all steps.
-            lr = lr_at(self.step + 1, cfg.warmup, cfg.steps, cfg.peak_lr, cfg.min_lr)
+            lr = lr_at(self.step + 1, warmup, self.total_steps, cfg.peak_lr, cfg.min_lr)
             loss, acc = train_step(self, lr)
             losses.append(loss)
             accs.append(acc)
@@ -125,7 +154,18 @@ class Trial(_skeleton.Recipe):
         }
 
     def is_last(self, stop: int) -> bool:
-        return stop == self.cfg.steps
+        return stop == self.total_steps
+
+    def train_batch(self, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets (B, T) of micro-batch ``micro`` of the next optimizer step: random windows
+        of the training split, or by epochs the streams' next window (the data position is the step)."""
+        cfg = self.cfg
+        if self.per_epoch is None:
+            starts = self.windows.integers(0, len(self.train_ids) - cfg.context - 1, size=cfg.batch_size)
+            return _batch(self, self.train_ids, starts)
+        row = ((self.step % self.per_epoch) * cfg.grad_accum + micro) * cfg.context
+        chunk = self.streams["train"][row:row + cfg.context + 1].t()  # (B, T + 1)
+        return chunk[:, :-1], chunk[:, 1:]
 
     def final(self) -> dict[str, float]:
         if "test" not in self.eval_ids:
@@ -183,9 +223,8 @@ def train_step(trial: Trial, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
     model.train()
     loss_sum = torch.zeros((), device=trial.device)
     correct = torch.zeros((), device=trial.device)
-    for _ in range(cfg.grad_accum):
-        starts = trial.windows.integers(0, len(trial.train_ids) - cfg.context - 1, size=cfg.batch_size)
-        x, y = _batch(trial, trial.train_ids, starts)
+    for micro in range(cfg.grad_accum):
+        x, y = trial.train_batch(micro)
         with trial.autocast():
             logits, loss = model(x, y)
         (loss / cfg.grad_accum).backward()
@@ -197,7 +236,10 @@ def train_step(trial: Trial, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
     trial.optimizer.zero_grad(set_to_none=True)
     trial.progress.step += 1
     trial.progress.tokens += cfg.tokens_per_step
-    trial.progress.epoch = trial.progress.tokens / len(trial.train_ids)
+    if trial.per_epoch is None:
+        trial.progress.epoch = trial.progress.tokens / len(trial.train_ids)
+    else:
+        trial.progress.epoch = trial.step / trial.per_epoch
     return loss_sum / cfg.grad_accum, correct / cfg.grad_accum
 
 
@@ -206,13 +248,16 @@ def evaluate(trial: Trial, split: str = "val") -> tuple[float, float]:
     """Mean loss and token accuracy on a fixed slice of a split: eval_iters batches of windows.
 
     The windows start at evenly spaced positions, the same in every evaluation and every trial with
-    the same seq_len, batch_size and eval_iters.
+    the same seq_len, batch_size and eval_iters. By epochs, the whole split instead
+    (``evaluate_streams``).
 
     Args:
         trial: the running trial.
         split: "val" or "test".
     """
     cfg = trial.cfg
+    if trial.per_epoch is not None:
+        return evaluate_streams(trial, trial.streams[split])
     ids = trial.eval_ids[split]
     starts = np.linspace(0, len(ids) - cfg.context - 1, num=cfg.eval_iters * cfg.batch_size).astype(np.int64)
     trial.forward.eval()
@@ -224,3 +269,27 @@ def evaluate(trial: Trial, split: str = "val") -> tuple[float, float]:
         losses.append(loss.float())
         accs.append(hits(logits, y).float().mean())
     return torch.stack(losses).mean().item(), torch.stack(accs).mean().item()
+
+
+@torch.no_grad()
+def evaluate_streams(trial: Trial, data: torch.Tensor) -> tuple[float, float]:
+    """Mean loss (nats/token) and token accuracy over a whole [T, B] stream, in consecutive windows of
+    seq_len tokens (the last one shorter), every token but each stream's first predicted once.
+
+    Args:
+        trial: the running trial.
+        data: ``trial.streams["val"]`` or ``["test"]``.
+    """
+    context = trial.cfg.context
+    trial.forward.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=trial.device)
+    correct = torch.zeros((), dtype=torch.int64, device=trial.device)
+    for i in range(0, data.size(0) - 1, context):
+        n = min(context, data.size(0) - 1 - i)
+        x, y = data[i:i + n].t(), data[i + 1:i + 1 + n].t()  # (B, n)
+        with trial.autocast():
+            logits, loss = trial.forward(x, y)
+        loss_sum += loss.double() * y.numel()
+        correct += hits(logits, y).sum()
+    tokens = (data.size(0) - 1) * data.size(1)
+    return loss_sum.item() / tokens, correct.item() / tokens

@@ -58,6 +58,8 @@ class RNNConfig:
     Runtime:
         seed: seeds Python, NumPy and torch (initial weights, dropout).
         device: auto (CUDA when the trial has a GPU, with bf16 autocast), cpu or cuda.
+        label: a name for the configuration (a reference report's experiment ID, ``configs:`` in a
+            search file); recorded with the trial, unused in training.
     """
 
     cell: Literal["lstm", "gru"] = "lstm"
@@ -87,6 +89,7 @@ class RNNConfig:
 
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    label: str | None = None
 
     def __post_init__(self) -> None:
         # Fail before computing (STYLE.md 3); single-field bounds are in the annotations above.

@@ -58,6 +58,28 @@ class PTBData:
     def vocab_size(self) -> int:
         return len(self.vocab)
 
+    # The GPT reads the same arrays through the interface of its token folders (``gpt.tokens.TokenData``):
+    # one Penn Treebank reader, one vocabulary, for both families.
+    @property
+    def path(self) -> str:
+        return self.source
+
+    @property
+    def splits(self) -> dict[str, int]:
+        """Split name -> tokens, under the token folders' names (train, val, test)."""
+        return {name: len(self.open(name)) for name in ("train", "val", "test")}
+
+    def open(self, split: str) -> np.ndarray:
+        """A split's ids by the token folders' name ("val" is the valid split).
+
+        Args:
+            split: "train", "val" or "test".
+        """
+        arrays = {"train": self.train, "val": self.valid, "test": self.test}
+        if split not in arrays:
+            raise DataError(f"{self.source}: no {split!r} split (has train, val, test)")
+        return arrays[split]
+
     def dataset_record(self) -> _data.DatasetRecord:
         """Penn Treebank for the record, named by the sha256 sums its loader checked."""
         splits = ("train", "valid", "test")
@@ -80,7 +102,7 @@ def load_data(data: Mapping[str, Any]) -> PTBData:
     """
     unknown = sorted(set(data) - set(DATA_KEYS))
     if unknown:
-        raise DataError(f"data: unknown key(s) {', '.join(unknown)} for the rnn trainable "
+        raise DataError(f"data: unknown key(s) {', '.join(unknown)} for Penn Treebank "
                         f"(it knows {', '.join(DATA_KEYS)})")
     corpus = data.get("corpus", "ptb")
     if corpus != "ptb":

@@ -28,19 +28,17 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from tunelab.trainables import _skeleton
 from tunelab.trainables import metrics as M
 from tunelab.trainables._config import parse_config
-from tunelab.trainables._errors import ConfigError
 from tunelab.trainables._report import load_state, report
-from tunelab.trainables._skeleton import Interval, clip_grad_norm, decay_groups, finite, hits, ppl, set_lr
+from tunelab.trainables._skeleton import Interval, clip_grad_norm, decay_groups, finite, hits, ppl, set_lr, token_streams
 from tunelab.trainables.flops import rnn_flops_per_token
 from tunelab.trainables.rnn.config import RNNConfig, param_count, params_nonembed
-from tunelab.trainables.rnn.data import PTBData, batchify, load_data
+from tunelab.trainables.rnn.data import PTBData, load_data
 from tunelab.trainables.rnn.model import RNNModel, detach
 from tunelab.trainables.rnn.schedule import epoch_lr
 
@@ -85,9 +83,9 @@ class Trial(_skeleton.Recipe):
 
     def build(self) -> None:
         cfg, data, device = self.cfg, self.data, self.device
-        self.train = _streams(data.train, cfg.train_fraction, cfg.batch_size, "train_fraction", device)
-        self.valid = _streams(data.valid, cfg.eval_fraction, cfg.eval_batch_size, "eval_fraction", device)
-        self.test = _streams(data.test, cfg.eval_fraction, cfg.eval_batch_size, "eval_fraction", device)
+        self.train = token_streams(data.train, cfg.train_fraction, cfg.batch_size, "train_fraction", device)
+        self.valid = token_streams(data.valid, cfg.eval_fraction, cfg.eval_batch_size, "eval_fraction", device)
+        self.test = token_streams(data.test, cfg.eval_fraction, cfg.eval_batch_size, "eval_fraction", device)
         self.model = RNNModel(cfg, data.vocab_size).to(device)
         self.optimizer = make_optimizer(cfg, self.model, device)
 
@@ -148,14 +146,6 @@ class Trial(_skeleton.Recipe):
 
 
 setup = Trial.setup  # a seeded, built trial, for tests and benchmarks
-
-
-def _streams(ids: np.ndarray, fraction: float, batch_size: int, field: str, device: torch.device) -> torch.Tensor:
-    # A leading fraction of the split as [T, B] int64 streams; at least one input/target pair each.
-    part = ids[: int(len(ids) * fraction)]
-    if len(part) // batch_size < 2:
-        raise ConfigError(f"{field}={fraction} leaves {len(part)} tokens, too few for {batch_size} streams")
-    return torch.from_numpy(batchify(part, batch_size).astype(np.int64)).to(device)
 
 
 def make_optimizer(cfg: RNNConfig, model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:
