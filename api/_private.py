@@ -198,3 +198,44 @@ def ray_autoscaler_metric_port() -> int:
     from ray.autoscaler._private.constants import AUTOSCALER_METRIC_PORT
 
     return AUTOSCALER_METRIC_PORT
+
+
+LINEAGE_FILE = "lineage.jsonl"  # in the experiment folder: one line per PBT exploit
+
+
+def ray_population_scheduler(name: str, **kwargs):
+    """Ray's ``PopulationBasedTraining`` (``name`` pbt) or ``PB2`` (pb2), built with ``kwargs``, that also
+    appends each exploit to ``LINEAGE_FILE`` in the experiment folder, as one JSON line: ``{"trial":
+    the exploiting trial's id, "from": the id of the trial it copied, "step": the copied checkpoint's
+    training_iteration, "config": the exploiting trial's new config}`` (what ``search._children`` turns
+    into the ``tunelab.lineage`` tag, and a resume finds again).
+
+    Relies on: ``PopulationBasedTraining._exploit(tune_controller, trial, trial_to_clone)``, called once
+    per exploit after the trial was given the new config (``trial.config``), and on the scheduler's
+    ``_trial_state[trial].last_result`` (the result whose checkpoint is copied). Ray's PBT logs its
+    exploits only by trial tag (``pbt_policy_*.txt``, an undocumented format) and calls no hook with
+    the trials' ids; PB2 inherits ``_exploit``.
+    """
+    import ray.tune.schedulers as schedulers
+
+    base = schedulers.PopulationBasedTraining if name == "pbt" else schedulers.PB2
+    return _lineage_class(base)(**kwargs)
+
+
+_LINEAGE_CLASSES: dict[type, type] = {}
+
+
+def _lineage_class(base: type) -> type:
+    if base not in _LINEAGE_CLASSES:
+        class Recording(base):  # noqa: D401 - pickled with the Tuner (cloudpickle, by value)
+            def _exploit(self, tune_controller, trial, trial_to_clone):
+                super()._exploit(tune_controller, trial, trial_to_clone)
+                copied = self._trial_state[trial_to_clone].last_result or {}
+                line = {"trial": trial.trial_id, "from": trial_to_clone.trial_id,
+                        "step": int(copied.get("training_iteration", 0)), "config": dict(trial.config)}
+                with open(Path(trial.local_experiment_path) / LINEAGE_FILE, "a") as f:
+                    f.write(json.dumps(line, default=str) + "\n")
+
+        Recording.__name__ = Recording.__qualname__ = f"Recording{base.__name__}"
+        _LINEAGE_CLASSES[base] = Recording
+    return _LINEAGE_CLASSES[base]
