@@ -310,8 +310,8 @@ def _validate(file: str, spec: Spec, entry: trainables.Entry) -> dict[str, Any]:
                         f"expected one of: {', '.join(entry.constraint_names) or 'none'}")
     if spec.data.dir is not None and not Path(spec.data.dir).expanduser().is_dir():
         raise SpecError(file, "data.dir", f"directory {spec.data.dir!r} does not exist")
+    _check_population(file, spec)  # first: a population's own rules say more than the grid's count
     _check_grid(file, spec)
-    _check_population(file, spec)
     base = {**entry.defaults(), **spec.fixed}
     try:
         entry.parse(base)
