@@ -134,14 +134,25 @@ def perturb(p: Param, value: Any, rng: random.Random, resample_probability: floa
     else:
         factor = rng.choice(list(factors))
         new = value * factor if log_scale else value + (factor - 1.0) * (high - low)
-    new = min(max(new, low), high)
-    step = p.step or (1 if kind in ("int", "logint") else None)
+    snapped = _snap(p, new)
+    step = _step(p)
+    if step and not resampled and snapped == value and new != value:  # a small factor still moves an integer
+        snapped = _snap(p, value + (step if new > value else -step))
+    return snapped
+
+
+def _step(p: Param) -> float | None:
+    return p.step or (1 if p.kind in ("int", "logint") else None)
+
+
+def _snap(p: Param, value: float) -> Any:
+    """``value`` clipped to ``p``'s bounds, on its step, an int where ``p`` is one."""
+    low, high = p.values
+    value = min(max(value, low), high)
+    step = _step(p)
     if step:
-        snapped = low + round((new - low) / step) * step
-        if not resampled and snapped == value and new != value:  # a small factor still moves an integer
-            snapped = value + (step if new > value else -step)
-        new = min(max(snapped, low), high)
-    return int(round(new)) if kind in ("int", "logint") else float(new)
+        value = min(max(low + round((value - low) / step) * step, low), high)
+    return int(round(value)) if p.kind in ("int", "logint") else float(value)
 
 
 class Explorer:
@@ -179,14 +190,20 @@ def scheduler(search: spaces.Search):
     spec = search.spec
     s = spec.scheduler
     common = dict(time_attr=s.time_attr, metric=spec.metric, mode=spec.mode,
-                  perturbation_interval=s.perturbation_interval, burn_in_period=s.burn_in_period,
-                  quantile_fraction=s.quantile_fraction, log_config=False)
+                  perturbation_interval=s.perturbation_interval, quantile_fraction=s.quantile_fraction,
+                  log_config=False)
     mutated = {name: search.space.params[name] for name in s.mutations}
-    if s.name == "pb2":
+    if s.name == "pb2":  # its GP bandit picks values inside the bounds; integers and steps are put right
         bounds = {name: list(p.values) for name, p in mutated.items()}
-        return _private.ray_population_scheduler("pb2", hyperparam_bounds=bounds, **common)
+        return _private.ray_population_scheduler("pb2", hyperparam_bounds=bounds,
+                                                 custom_explore_fn=functools.partial(on_grid, mutated), **common)
     explorer = Explorer(mutated, functools.partial(search.entry.check, constraints=dict(spec.constraints)),
                         s.resample_probability, s.perturbation_factors, spec.sampler.seed)
-    return _private.ray_population_scheduler("pbt", custom_explore_fn=explorer,
+    return _private.ray_population_scheduler("pbt", custom_explore_fn=explorer, burn_in_period=s.burn_in_period,
                                              resample_probability=s.resample_probability,
                                              perturbation_factors=s.perturbation_factors, **common)
+
+
+def on_grid(params: Mapping[str, Param], config: dict) -> dict:
+    """``config`` with each of ``params`` clipped to its bounds, on its ``step``, an int where it is one."""
+    return {**config, **{name: _snap(p, config[name]) for name, p in params.items()}}

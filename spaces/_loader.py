@@ -363,6 +363,10 @@ def _check_population(file: str, spec: Spec) -> None:
         raise SpecError(file, "sampler.name", f"{spec.sampler.name} cannot draw a {s.name} population; expected "
                         f"one of: {', '.join(POPULATION_SAMPLERS)}")
     if s.name == "pb2":
+        pbt_only = [f for f in ("burn_in_period", "resample_probability", "perturbation_factors")
+                    if f in s.model_fields_set]
+        if pbt_only:
+            raise SpecError(file, f"scheduler.{pbt_only[0]}", "applies to pbt only (Ray's PB2 has no such setting)")
         missing = [m for m in ("GPy", "sklearn") if importlib.util.find_spec(m) is None]
         if missing:
             raise SpecError(file, "scheduler.name", f"pb2 needs {' and '.join(missing)}, not installed: "

@@ -278,3 +278,21 @@ def test_report_on_a_pbt_search_draws_the_schedules_and_the_family_tree(pbt_sear
     assert (folder / "figures" / "pbt_family_tree.png").exists()
     runs, history = analysis.load(outcome.name, outcome.tracking_uri)
     assert analysis.plot_schedules(runs, history).caption.startswith("The value of each mutated parameter")
+
+
+def test_pb2_needs_gpy_and_says_how_to_install_it_or_builds_ray_s_pb2(tmp_path):
+    import importlib.util
+
+    spec = _spec(tmp_path, scheduler={**PBT["scheduler"], "name": "pb2"})
+    if importlib.util.find_spec("GPy") is None:
+        with pytest.raises(spaces.SpecError) as err:
+            spaces.load(spec)
+        assert err.value.field == "scheduler.name" and "pip install 'tunelab[pb2]'" in str(err.value)
+        return
+    s = spaces.load(spec)
+    from ray.tune.schedulers.pb2 import PB2
+
+    assert isinstance(_population.scheduler(s), PB2)
+    with pytest.raises(spaces.SpecError, match="pb2 mutates numeric parameters only"):
+        spaces.load(_spec(tmp_path, scheduler={**spec["scheduler"], "mutations": ["cell"]},
+                          space={**PBT["space"], "cell": {"choice": ["lstm", "gru"]}}, fixed={"epochs": 2}))
