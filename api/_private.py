@@ -253,7 +253,10 @@ def _lineage_class(base: type) -> type:
 
 
 def _own_copy(trial) -> None:
-    """Point ``trial`` at a copy, in its own folder, of the checkpoint PBT gave it (local storage only)."""
+    """Point ``trial`` at a copy, in its own folder, of the checkpoint PBT gave it (local storage only).
+
+    Relies on: ``trial.path``, the trial's folder in the storage (Ray's ``Trial``, a DeveloperAPI).
+    """
     import shutil
 
     from ray.tune import Checkpoint
@@ -263,7 +266,11 @@ def _own_copy(trial) -> None:
     source = getattr(result, "checkpoint", None)
     if source is None or getattr(source.filesystem, "type_name", "") != "local" or not Path(source.path).is_dir():
         return
-    folder = Path(trial.local_path)
+    # The trial's folder in the search's storage, where its own checkpoints are (``trial.local_path`` is
+    # Ray's staging folder in its session's temporary files, gone once the driver restarts).
+    folder = Path(trial.path)
+    if not folder.is_dir():
+        return
     earlier = sorted(folder.glob("exploit_*"))
     dest = folder / f"exploit_{len(earlier) and int(earlier[-1].name.split('_')[1]) + 1:06d}"
     shutil.copytree(source.path, dest)

@@ -162,7 +162,7 @@ def test_ray_pbt_still_exploits_through_the_method_the_lineage_scheduler_extends
     mine.mkdir()
     result = _TrainingResult(checkpoint=Checkpoint.from_directory(str(source_dir)), metrics={"training_iteration": 3})
     manager = type("M", (), {"_latest_checkpoint_result": result})()
-    trial = type("T", (), {"local_path": str(mine), "run_metadata": type("R", (), {"checkpoint_manager": manager})()})()
+    trial = type("T", (), {"path": str(mine), "run_metadata": type("R", (), {"checkpoint_manager": manager})()})()
     _private._own_copy(trial)
     _private._own_copy(trial)
     copied = Path(manager._latest_checkpoint_result.checkpoint.path)
