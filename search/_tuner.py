@@ -218,8 +218,8 @@ def _run_config(search: spaces.Search, exp_dir: Path, exp_id: str, parent: str, 
         callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback()],
         failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
         # Ray always keeps the latest checkpoint (to resume); num_to_keep=1 by score adds the best. A
-        # population keeps a few more: a member exploiting another restores the checkpoint it copied,
-        # which that member's next report must not have deleted (Ray warns below 3).
+        # population keeps a few more: the checkpoint a member exploits is copied when PBT hands it over
+        # (``_private.ray_population_scheduler``), and must not have been deleted by then (Ray warns below 3).
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=3 if population else 1, checkpoint_score_attribute=spec.metric,
             checkpoint_score_order=spec.mode,
