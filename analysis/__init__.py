@@ -29,6 +29,7 @@ from tunelab.analysis._isoflop import BudgetFit, IsoFlopFit, isoflop_fit, plot_i
 from tunelab.analysis._load import load, read_artifact, typed_column
 from tunelab.analysis._pareto import pareto_front, plot_pareto
 from tunelab.analysis._parquet import read_parquet, to_parquet
+from tunelab.analysis._pbt import lineages, plot_family_tree, plot_schedules
 from tunelab.analysis._plot import Plot, figure_block, new_figure
 from tunelab.analysis._report import report
 from tunelab.analysis._schema import metric_keys, metric_mode, param_columns, search_info, varied_params
@@ -49,9 +50,9 @@ __all__ = [
     "AnalysisError", "BudgetFit", "IsoFlopFit", "NOTEBOOKS", "Plot", "Rungs", "accuracy_table", "aggregate",
     "by_step", "companion_metric", "completion_order", "config_table", "extrema", "figure_block",
     "format_mean_std", "is_classification", "isoflop_fit", "load", "metric_keys", "metric_mode", "new_figure",
-    "param_columns", "param_importance", "pareto_front", "plot_accuracy", "plot_arith_curves", "plot_asha",
-    "plot_curves", "plot_extrema", "plot_importance", "plot_isoflop", "plot_optimization_history",
-    "plot_order_curves", "plot_pareto", "plot_slice", "read_artifact", "read_parquet", "rebuild_study",
+    "lineages", "param_columns", "param_importance", "pareto_front", "plot_accuracy", "plot_arith_curves",
+    "plot_asha", "plot_curves", "plot_extrema", "plot_family_tree", "plot_importance", "plot_isoflop",
+    "plot_optimization_history", "plot_order_curves", "plot_pareto", "plot_schedules", "plot_slice", "read_artifact", "read_parquet", "rebuild_study",
     "report", "rungs", "search_info", "seed_table", "side_by_side", "status_counts", "to_html", "to_markdown",
     "to_parquet", "top_k", "trial_table", "typed_column", "varied_params",
 ]

@@ -275,6 +275,8 @@ def _runs_table(children: Sequence[Any], history: pa.Table, info: dict[str, Any]
     data["duration_s"] = pa.array([(e - s) / 1000 if s and e else None for s, e in zip(starts, ends)],
                                   pa.float64())
     data["iterations"] = pa.array([iterations.get(i) for i in ids], pa.int64())
+    # a PBT member's exploits (JSON; ``tunelab._lineage``), None for every other trial
+    data["lineage"] = pa.array([r.data.tags.get(tags.LINEAGE) for r in children], pa.string())
     for name in param_names:
         data[columns[name]] = typed_column([r.data.params.get(name) for r in children])
     for key in keys:

@@ -29,6 +29,7 @@ from tunelab.analysis._isoflop import BUDGET_PARAM, plot_isoflop
 from tunelab.analysis._load import load
 from tunelab.analysis._pareto import plot_pareto
 from tunelab.analysis._parquet import to_parquet
+from tunelab.analysis._pbt import plot_family_tree, plot_schedules
 from tunelab.analysis._plot import Plot, figure_block, with_trial_names
 from tunelab.analysis._schema import SEED, search_info
 from tunelab.analysis._tables import format_mean_std, seed_table, status_counts, to_html, to_markdown, top_k, trial_table
@@ -168,6 +169,11 @@ def build_blocks(runs: pa.Table, history: pa.Table, *, top: int = 5) -> list[tup
     for x in (metrics.EPOCH, metrics.WALL_S, metrics.FLOPS):
         if x in keys:
             blocks.append(figure_block(lambda x=x: plot_curves(runs, history, x), f"curves against {x}"))
+
+    if parent_tags.get(tags.SCHEDULER) in ("pbt", "pb2"):
+        blocks.append(("h", 2, "Population Based Training"))
+        blocks.append(figure_block(lambda: plot_schedules(runs, history), "learnt schedules"))
+        blocks.append(figure_block(lambda: plot_family_tree(runs, history, metric, mode), "family tree"))
 
     stopped = metrics.STOPPED_EARLY in runs.column("status").to_pylist()
     if parent_tags.get(tags.SCHEDULER) in ("asha", "hyperband") or stopped:

@@ -21,7 +21,7 @@ SEARCH = "search"
 # Fixed columns of the runs table, in order; metric columns follow as last_<key> and best_<key>.
 RUN_COLUMNS = (
     "run_id", "trial_id", "run_name", "status", "run_status", "parent_run_id",
-    "start_time", "end_time", "duration_s", "iterations",
+    "start_time", "end_time", "duration_s", "iterations", "lineage",
 )
 
 

@@ -198,3 +198,82 @@ def ray_autoscaler_metric_port() -> int:
     from ray.autoscaler._private.constants import AUTOSCALER_METRIC_PORT
 
     return AUTOSCALER_METRIC_PORT
+
+
+LINEAGE_FILE = "lineage.jsonl"  # in the experiment folder: one line per PBT exploit
+
+
+def ray_population_scheduler(name: str, **kwargs):
+    """Ray's ``PopulationBasedTraining`` (``name`` pbt) or ``PB2`` (pb2), built with ``kwargs``, that also
+    appends each exploit to ``LINEAGE_FILE`` in the experiment folder, as one JSON line: ``{"trial":
+    the exploiting trial's id, "from": the id of the trial it copied, "step": the copied checkpoint's
+    training_iteration, "config": the exploiting trial's new config}`` (what ``search._children`` turns
+    into the ``tunelab.lineage`` tag, and a resume finds again).
+
+    It also copies the exploited checkpoint into the exploiting trial's folder (``exploit_<n>``, the
+    trial's previous copy removed) and points the trial at the copy. Ray points it at the other
+    trial's own checkpoint folder, which that trial may delete (``num_to_keep``) or, after ``tunelab
+    resume``, overwrite with a later state (a restored trial numbers its checkpoints again from where
+    Ray's last snapshot left it) before the exploiting trial has restored it: the member then went on
+    from the wrong step, or found its epochs already run and ended without its last report.
+
+    Relies on: ``PopulationBasedTraining._exploit(tune_controller, trial, trial_to_clone)``, called once
+    per exploit after the trial was given the new config (``trial.config``) and the checkpoint to
+    restore (``trial.run_metadata.checkpoint_manager._latest_checkpoint_result``, a
+    ``ray.train._internal.session._TrainingResult``), and on the scheduler's
+    ``_trial_state[trial].last_result`` (the result whose checkpoint is copied). Ray's PBT logs its
+    exploits only by trial tag (``pbt_policy_*.txt``, an undocumented format) and calls no hook with
+    the trials' ids; PB2 inherits ``_exploit``.
+    """
+    if name == "pbt":
+        from ray.tune.schedulers import PopulationBasedTraining as base
+    else:
+        from ray.tune.schedulers.pb2 import PB2 as base  # imports GPy (the loader checked it is there)
+    return _lineage_class(base)(**kwargs)
+
+
+_LINEAGE_CLASSES: dict[type, type] = {}
+
+
+def _lineage_class(base: type) -> type:
+    if base not in _LINEAGE_CLASSES:
+        class Recording(base):  # noqa: D401 - pickled with the Tuner (cloudpickle, by value)
+            def _exploit(self, tune_controller, trial, trial_to_clone):
+                super()._exploit(tune_controller, trial, trial_to_clone)
+                _own_copy(trial)
+                copied = self._trial_state[trial_to_clone].last_result or {}
+                line = {"trial": trial.trial_id, "from": trial_to_clone.trial_id,
+                        "step": int(copied.get("training_iteration", 0)), "config": dict(trial.config)}
+                with open(Path(trial.local_experiment_path) / LINEAGE_FILE, "a") as f:
+                    f.write(json.dumps(line, default=str) + "\n")
+
+        Recording.__name__ = Recording.__qualname__ = f"Recording{base.__name__}"
+        _LINEAGE_CLASSES[base] = Recording
+    return _LINEAGE_CLASSES[base]
+
+
+def _own_copy(trial) -> None:
+    """Point ``trial`` at a copy, in its own folder, of the checkpoint PBT gave it (local storage only).
+
+    Relies on: ``trial.path``, the trial's folder in the storage (Ray's ``Trial``, a DeveloperAPI).
+    """
+    import shutil
+
+    from ray.tune import Checkpoint
+
+    manager = trial.run_metadata.checkpoint_manager
+    result = manager._latest_checkpoint_result
+    source = getattr(result, "checkpoint", None)
+    if source is None or getattr(source.filesystem, "type_name", "") != "local" or not Path(source.path).is_dir():
+        return
+    # The trial's folder in the search's storage, where its own checkpoints are (``trial.local_path`` is
+    # Ray's staging folder in its session's temporary files, gone once the driver restarts).
+    folder = Path(trial.path)
+    if not folder.is_dir():
+        return
+    earlier = sorted(folder.glob("exploit_*"))
+    dest = folder / f"exploit_{len(earlier) and int(earlier[-1].name.split('_')[1]) + 1:06d}"
+    shutil.copytree(source.path, dest)
+    for old in earlier:
+        shutil.rmtree(old, ignore_errors=True)
+    result.checkpoint = Checkpoint.from_directory(str(dest))

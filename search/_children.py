@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 # Seconds between attempts to reach a tracking server that stopped answering.
 RETRY_S = 15.0
+HP_PREFIX = "hp/"  # a PBT member's current value of a mutated parameter: metric hp/<name>
 # What a report carries besides the trainable's metrics that is worth a curve.
 _PROGRESS_KEYS = ("training_iteration", "time_total_s")
 
@@ -125,6 +126,41 @@ def trial_note(status: str, last_result: Mapping[str, Any] | None, best: float |
     return text + "."
 
 
+def hp_metrics(config: Mapping[str, Any], mutations: Iterable[str], step: int, timestamp_ms: int) -> list[Metric]:
+    """A PBT member's current value of each mutated parameter, as the metric ``hp/<name>`` at ``step``
+    (numbers only: a choice of strings has no curve)."""
+    return [Metric(f"{HP_PREFIX}{k}", float(config[k]), timestamp_ms, step) for k in mutations
+            if isinstance(config.get(k), (int, float)) and not isinstance(config.get(k), bool)]
+
+
+# MLflow keeps at most 8,000 characters of a tag's value.
+_TAG_MAX = 8000
+
+
+def lineage_json(lineage: list[dict]) -> str:
+    """The ``tunelab.lineage`` tag's value: the exploits as JSON, the oldest left out if it is too long."""
+    while True:
+        text = json.dumps(lineage, default=str)
+        if len(text) <= _TAG_MAX or len(lineage) <= 1:
+            return text[:_TAG_MAX]
+        lineage = lineage[1:]
+
+
+def _read_lines(path: Path) -> list[dict]:
+    """The JSON lines of a file written as it is read (a last line cut short is not read yet)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return out
+
+
 class MLflowTracker(Callback):
     """Tune callback: one child run per trial under the search's parent run.
 
@@ -139,11 +175,18 @@ class MLflowTracker(Callback):
             (``Progress``) and each child's description its best value.
         time_attr: the scheduler's progress counter (``epoch``), named in a stopped trial's description.
         inputs: dataset inputs (``mlflow.entities.DatasetInput``) logged on each child run.
+        mutations: a PBT search's mutated parameters: every report also logs each one's current value
+            as the metric ``hp/<name>`` (numeric values only), so MLflow's charts draw the schedule.
+        lineage_file: a PBT search's exploits (``_private.LINEAGE_FILE``, appended by the scheduler):
+            each member's run gets them as the tag ``tunelab.lineage``, a JSON list of ``{step, from,
+            config}`` (``from``: the run name's t003 of the member copied; ``config``: the mutated
+            values it went on with).
     """
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, sampled_keys: Iterable[str],
                  pending_file: Path | None = None, metric: str | None = None, mode: str = "min",
-                 time_attr: str | None = None, inputs: Iterable[Any] = ()):
+                 time_attr: str | None = None, inputs: Iterable[Any] = (), mutations: Iterable[str] = (),
+                 lineage_file: Path | None = None):
         self.tracking_uri = tracking_uri
         self.pending_file = pending_file
         self.experiment_id = experiment_id
@@ -151,6 +194,11 @@ class MLflowTracker(Callback):
         self.sampled_keys = tuple(sampled_keys)
         self.metric, self.mode, self.time_attr = metric, mode, time_attr
         self.inputs = list(inputs)
+        self.mutations = tuple(mutations)
+        self.lineage_file = lineage_file
+        self._exploits: dict[str, list[dict]] = {}  # trial id -> its exploits, from lineage_file
+        self._exploits_read = 0  # lines of lineage_file read
+        self._exploits_tagged: dict[str, int] = {}  # trial id -> exploits its run's tag holds
         self._client: MlflowClient | None = None
         self._runs: dict[str, str] = {}  # trial id -> run id
         self._names: dict[str, str] = {}  # trial id -> t003, in start order
@@ -170,7 +218,8 @@ class MLflowTracker(Callback):
 
     def __getstate__(self) -> dict:  # Ray pickles callbacks into the experiment folder
         return {**self.__dict__, "_client": None, "_runs": {}, "_last_step": {}, "_pending": set(), "_params_due": {},
-                "_names": {}, "_constants_logged": set(), "_best": {}, "_progress": None}
+                "_names": {}, "_constants_logged": set(), "_best": {}, "_progress": None, "_exploits": {},
+                "_exploits_read": 0, "_exploits_tagged": {}}
 
     def setup(self, **info) -> None:
         """Find the child runs a previous launch of this search made, so a resume reuses them, and
@@ -185,6 +234,8 @@ class MLflowTracker(Callback):
                     self._params_due[run.info.run_id] = None
                 if metrics.CONSTANTS & set(run.data.metrics):
                     self._constants_logged.add(run.info.run_id)
+                if tags.LINEAGE in run.data.tags:
+                    self._exploits_tagged[trial_id] = len(json.loads(run.data.tags[tags.LINEAGE]))
         if self.metric is not None:
             self._progress = Progress.read(self.client, self.parent_run_id, self.metric, self.mode)
 
@@ -319,18 +370,42 @@ class MLflowTracker(Callback):
     def _log_results(self, trial, results: Iterable[Mapping[str, Any]]) -> None:
         """Log the reports MLflow does not have yet (steps past the last one logged), one batch each."""
         run_id = self._run_for(trial)
+        self._note_exploits(trial, run_id)
         for result in results:
             step = int(result.get("training_iteration", 0))
             if step <= self._last_step.get(run_id, 0):
                 continue  # already logged, before a restart or a replay
             ts = int(result.get("timestamp", time.time()) * 1000)
             batch = report_metrics(result, step, ts, with_constants=run_id not in self._constants_logged)
+            batch += hp_metrics(result.get("config") or trial.config, self.mutations, step, ts)
             self.client.log_batch(run_id, metrics=batch, params=self._due_params(run_id))
             self._params_due.pop(run_id, None)
             self._last_step[run_id] = step
             if any(m.key in metrics.CONSTANTS for m in batch):
                 self._constants_logged.add(run_id)
             self._note_best(run_id, result.get(self.metric) if self.metric else None)
+
+    def _note_exploits(self, trial, run_id: str) -> None:
+        """Tag the trial's run with its exploits (``tunelab.lineage``) when the scheduler recorded new ones.
+
+        An exploiting member goes on from the copied member's step, which may be behind its own: the
+        reports after that step are logged again (MLflow keeps both values of a step), so ``hp/<name>``
+        changes value at the exploit's step.
+        """
+        if self.lineage_file is None:
+            return
+        lines = _read_lines(self.lineage_file)
+        for entry in lines[self._exploits_read:]:
+            self._exploits.setdefault(entry["trial"], []).append(entry)
+        self._exploits_read = len(lines)
+        mine = self._exploits.get(trial.trial_id, [])
+        if len(mine) <= self._exploits_tagged.get(trial.trial_id, 0):
+            return
+        lineage = [{"step": e["step"], "from": self._names.get(e["from"], e["from"]),
+                    "config": {k: e["config"][k] for k in self.mutations if k in e["config"]}} for e in mine]
+        self.client.set_tag(run_id, tags.LINEAGE, lineage_json(lineage))
+        self._exploits_tagged[trial.trial_id] = len(mine)
+        self._last_step[run_id] = min(self._last_step.get(run_id, 0), mine[-1]["step"])
 
     def _note_best(self, run_id: str, value: Any) -> None:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlflow.tracking import MlflowClient
 
-from tunelab import _mlflow, spaces
+from tunelab import _lineage, _mlflow, spaces
 from tunelab._mlflow import Metric, Param, RunTag
 from tunelab.search._searcher import REASON_ATTR
 from tunelab.trainables import metrics
@@ -94,6 +94,7 @@ class ParentRun:
         kids = self.children()
         if any(not t.run_id for t in outcome.trials):
             outcome.name_trials(kids)
+        outcome.lineage = winner_lineage(kids, outcome)
         self._close_interrupted(kids, outcome)
         run_tags = [RunTag(tags.count(k), str(v)) for k, v in outcome.counts().items()]
         run_tags.append(RunTag(tags.STATE, outcome.state))
@@ -159,12 +160,24 @@ class ParentRun:
         return run.info.status == "FINISHED" and tags.count(metrics.COMPLETED) in run.data.tags
 
 
+def winner_lineage(kids: list, outcome: Outcome) -> str:
+    """The best member's family tree in a line, when members exploited others (PBT); else empty."""
+    lineages = {(r.info.run_name or "").split(" ")[0]: _lineage.parse(r.data.tags.get(tags.LINEAGE)) for r in kids}
+    best = outcome.best
+    if best is None or not best.name or not any(lineages.values()):
+        return ""
+    return _lineage.describe(_lineage.family_tree(lineages, best.name, best.iterations))
+
+
 def describe(search: spaces.Search) -> str:
     """What a search is, in a Markdown sentence or two: the parent run's description while it runs,
     and the head of it once it has ended."""
     spec = search.spec
     sched = spec.scheduler
     how = f"{sched.name.upper()} on `{sched.time_attr}`" if sched.name != "fifo" else "no early stopping"
+    if sched.name in spaces.POPULATION_SCHEDULERS:
+        how += (f" every {sched.perturbation_interval:g}, mutating {', '.join(f'`{m}`' for m in sched.mutations)} "
+                f"(population {spec.budget.trials})")
     budget = [f"{spec.budget.trials} trials, {spec.budget.max_concurrent} at a time"]
     if spec.budget.total_flops:
         budget.append(f"{spec.budget.total_flops:.3g} FLOPs in all")

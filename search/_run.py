@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from tunelab import _mlflow, spaces
-from tunelab.search import _console, _inputs, _tuner, _ui, _warmstart
+from tunelab.search import _console, _inputs, _population, _tuner, _ui, _warmstart
 from tunelab.search._ends import Interruption, MissingObjective
 from tunelab.search._errors import SearchFailed, SearchRunningError
 from tunelab.search._parent import ParentRun
@@ -60,6 +60,7 @@ def run(search: spaces.Search, *, address: str | None = None, verbose: bool = Fa
         data = _inputs.load_data(search)
         inputs = _inputs.dataset_inputs(data)  # the datasets, as MLflow records them on every run
         warm = _warmstart.prepare(search)  # the earlier search warm_start names, if any
+        population = _draw_population(search, warm)
         client, experiment_id = _experiment(search)
         with _console.ray_output(verbose) as ray_log:
             # record: the MLflow parent run, the search's folder, its study seeded with the warm start
@@ -68,7 +69,7 @@ def run(search: spaces.Search, *, address: str | None = None, verbose: bool = Fa
             started = _tuner.init_ray(address)
             check = _tuner.objective_check(search)
             tuner = _tuner.new_tuner(search, data, exp_dir, parent.experiment_id, parent.run_id, verbose=verbose,
-                                     inputs=inputs, check=check)
+                                     inputs=inputs, check=check, population=population)
             outcome = fit_and_finish(tuner, search, exp_dir, parent, check, stop_ray=started)
     if check.problem is not None:
         raise MissingObjective(f"{search.file}: {check.problem}; the search was stopped")
@@ -92,6 +93,13 @@ def _refuse_infeasible(search: spaces.Search) -> None:
                                f"no config of the space is feasible: none of {MAX_INFEASIBLE_IN_A_ROW} drawn at "
                                "random passed the "
                                f"trainable's check (the first: {reason}); loosen the space or its constraints")
+
+
+def _draw_population(search: spaces.Search, warm) -> _population.Population | None:
+    """A pbt/pb2 search's members: the warm start's best configs first, then the sampler's draws."""
+    if not _tuner.is_population(search.spec):
+        return None
+    return _population.draw(search, warm.trials if warm is not None else ())
 
 
 def _experiment(search: spaces.Search):

@@ -55,6 +55,7 @@ class Outcome:
     state: str = metrics.FINISHED_STATE  # FINISHED, INTERRUPTED (resumable) or FAILED
     reason: str | None = None  # why it is not FINISHED, in a line ("SIGINT", "the disk is full: ...")
     fault: bool = False  # INTERRUPTED by a fault of the machine (a full disk), not by a signal
+    lineage: str = ""  # a PBT search: the best member's family tree (``_lineage.describe``), once named
 
     @property
     def best_config(self) -> dict[str, Any] | None:
@@ -124,6 +125,8 @@ class Outcome:
             name = f"[{b.name or b.trial_id}]({link}{b.run_id})" if b.run_id else b.name or b.trial_id
             params = " ".join(f"{k}={_fmt(v)}" for k, v in b.params.items())
             lines[-1] += f" Best {self.metric}: **{b.best:.4g}**, trial {name} ({params})."
+            if self.lineage:
+                lines[-1] += f" Its weights' lineage (PBT exploits, newest first): {self.lineage}."
         lines += ["", self.table(top=10, link=link)]
         return "\n".join(lines)
 

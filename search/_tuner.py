@@ -15,10 +15,11 @@ import ray
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
+from ray.tune.search import BasicVariantGenerator
 from ray.tune.stopper import CombinedStopper
 
-from tunelab import spaces
-from tunelab.search import _console
+from tunelab import _private, spaces
+from tunelab.search import _console, _population
 from tunelab.search._budget import FlopBudgetStopper
 from tunelab.search._children import MLflowTracker
 from tunelab.search._ends import EndMarker, InterruptWatch, ObjectiveCheck
@@ -84,7 +85,7 @@ def shutdown_ray() -> None:
 
 def new_tuner(search: spaces.Search, data: Any, exp_dir: Path, exp_id: str, parent: str, *,
               verbose: bool = False, inputs: list | None = None,
-              check: ObjectiveCheck | None = None) -> tune.Tuner:
+              check: ObjectiveCheck | None = None, population: _population.Population | None = None) -> tune.Tuner:
     """A Tuner for a search launched from the beginning.
 
     Args:
@@ -92,12 +93,15 @@ def new_tuner(search: spaces.Search, data: Any, exp_dir: Path, exp_id: str, pare
         inputs: dataset inputs for every child run.
         check: the stopper that ends the search when a report lacks its objective (made here if None;
             pass one to read its ``problem`` after the fit).
+        population: a pbt/pb2 search's initial members (``_population.draw``; drawn here if None).
     """
     check = check or objective_check(search)
+    if is_population(search.spec) and population is None:
+        population = _population.draw(search)
     return tune.Tuner(
         _trainable(search, data),
         param_space=search.base_config,
-        tune_config=_tune_config(search, exp_dir),
+        tune_config=_tune_config(search, exp_dir, population),
         run_config=_run_config(search, exp_dir, exp_id, parent, verbose, inputs or [], check),
     )
 
@@ -120,8 +124,25 @@ def _trainable(search: spaces.Search, data: Any):
     return tune.with_resources(fn, search.resources)
 
 
-def _tune_config(search: spaces.Search, exp_dir: Path) -> tune.TuneConfig:
+def is_population(spec: spaces.Spec) -> bool:
+    """Whether the search trains a population (pbt, pb2) rather than sampling trial after trial."""
+    return spec.scheduler.name in spaces.POPULATION_SCHEDULERS
+
+
+def _tune_config(search: spaces.Search, exp_dir: Path,
+                 population: _population.Population | None = None) -> tune.TuneConfig:
     spec = search.spec
+    if population is not None:
+        # Ray refuses PBT beside a search algorithm: its members are drawn already, and Ray's basic
+        # generator runs exactly those configs, one trial each.
+        return tune.TuneConfig(
+            search_alg=BasicVariantGenerator(points_to_evaluate=[dict(m) for m in population.members],
+                                             max_concurrent=spec.budget.max_concurrent),
+            scheduler=_population.scheduler(search),
+            num_samples=len(population.members),
+            time_budget_s=spec.budget.time_s,
+            reuse_actors=search.entry.reuse_workers,
+        )
     searcher = OptunaSearcher(
         space=search.space,
         make_sampler=functools.partial(make_sampler, search),
@@ -151,6 +172,7 @@ def _tune_config(search: spaces.Search, exp_dir: Path) -> tune.TuneConfig:
 
 
 def _scheduler(spec: spaces.Spec):
+    """An early-stopping scheduler (pbt and pb2: ``_population.scheduler``)."""
     s = spec.scheduler
     if s.name == "asha":
         return ASHAScheduler(time_attr=s.time_attr, max_t=s.max_t, grace_period=s.grace_period,
@@ -174,9 +196,12 @@ def _run_config(search: spaces.Search, exp_dir: Path, exp_id: str, parent: str, 
     if spec.budget.total_flops is not None:
         stop = CombinedStopper(check, FlopBudgetStopper(spec.budget.total_flops, exp_dir / "flops_spent.json"))
     sampled = list(search.space.params)
+    population = is_population(spec)
     tracker = MLflowTracker(search.tracking_uri, exp_id, parent, sampled_keys=sampled,
                             pending_file=exp_dir / PENDING_FILE, metric=spec.metric, mode=spec.mode,
-                            time_attr=spec.scheduler.time_attr, inputs=inputs)
+                            time_attr=spec.scheduler.time_attr, inputs=inputs,
+                            mutations=spec.scheduler.mutations if population else (),
+                            lineage_file=exp_dir / _private.LINEAGE_FILE if population else None)
     max_t = _max_t(spec)
     # The marker first: the others read how a trial ended from the result it marks.
     callbacks = [EndMarker(spec.scheduler.time_attr, max_t), InterruptWatch(), tracker]
@@ -192,8 +217,11 @@ def _run_config(search: spaces.Search, exp_dir: Path, exp_id: str, parent: str, 
         stop=stop,
         callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback()],
         failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
-        # Ray always keeps the latest checkpoint (to resume); num_to_keep=1 by score adds the best.
+        # Ray always keeps the latest checkpoint (to resume); num_to_keep=1 by score adds the best. A
+        # population keeps a few more: the checkpoint a member exploits is copied when PBT hands it over
+        # (``_private.ray_population_scheduler``), and must not have been deleted by then (Ray warns below 3).
         checkpoint_config=tune.CheckpointConfig(
-            num_to_keep=1, checkpoint_score_attribute=spec.metric, checkpoint_score_order=spec.mode,
+            num_to_keep=3 if population else 1, checkpoint_score_attribute=spec.metric,
+            checkpoint_score_order=spec.mode,
         ),
     )

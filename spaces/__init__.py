@@ -8,8 +8,8 @@ this module are the catalogue, one per experiment family, which ``load`` also fi
 from tunelab.spaces._errors import SpecError
 from tunelab.spaces._loader import Search, apply_override, catalogue, find, load, load_all
 from tunelab.spaces._paths import CATALOGUE
-from tunelab.spaces._schema import Spec
+from tunelab.spaces._schema import POPULATION_SCHEDULERS, Spec
 from tunelab.spaces._space import CompiledSpace, condition_holds
 
-__all__ = ["CATALOGUE", "CompiledSpace", "Search", "Spec", "SpecError", "apply_override", "catalogue", "condition_holds",
+__all__ = ["CATALOGUE", "POPULATION_SCHEDULERS", "CompiledSpace", "Search", "Spec", "SpecError", "apply_override", "catalogue", "condition_holds",
            "find", "load", "load_all"]

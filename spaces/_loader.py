@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import importlib.util
 import math
 import os
 import re
@@ -22,7 +23,7 @@ import yaml
 from tunelab import trainables
 from tunelab.spaces._errors import SpecError
 from tunelab.spaces._paths import CATALOGUE
-from tunelab.spaces._schema import Spec
+from tunelab.spaces._schema import POPULATION_SCHEDULERS, Sampler, Spec
 from tunelab.spaces._space import CompiledSpace
 from tunelab.trainables import metrics
 
@@ -313,6 +314,7 @@ def _validate(file: str, spec: Spec, entry: trainables.Entry) -> dict[str, Any]:
                         f"expected one of: {', '.join(entry.constraint_names) or 'none'}")
     if spec.data.dir is not None and not Path(spec.data.dir).expanduser().is_dir():
         raise SpecError(file, "data.dir", f"directory {spec.data.dir!r} does not exist")
+    _check_population(file, spec)  # first: a population's own rules say more than the grid's count
     _check_grid(file, spec)
     base = {**entry.defaults(), **spec.fixed}
     try:
@@ -380,6 +382,59 @@ def _check_grid(file: str, spec: Spec) -> None:
     if n_points > spec.budget.trials:
         raise SpecError(file, "budget.trials", f"at least {n_points} expected, to try every grid point "
                         f"(got {spec.budget.trials})")
+
+
+# Samplers that can draw a PBT population up front (``search._population``): every one but grid, whose
+# points are a fixed list, not a draw from the space.
+POPULATION_SAMPLERS = ("qmc", "random", "tpe", "cmaes", "gp", "nsga2")
+
+
+def _check_population(file: str, spec: Spec) -> None:
+    """A pbt/pb2 search: its population (``budget.trials``) has two members or more, its sampler can
+    draw one, and every mutated parameter is an unconditional, non-grid parameter of ``space`` that no
+    condition refers to (a mutation would otherwise change which parameters exist). Without a
+    ``sampler:``, the population is drawn quasi-randomly (QMC), which covers the space evenly."""
+    s = spec.scheduler
+    if s.name not in POPULATION_SCHEDULERS:
+        return
+    if "sampler" not in spec.model_fields_set:
+        spec.sampler = Sampler(name="qmc", seed=0)
+    if spec.sampler.name not in POPULATION_SAMPLERS:
+        raise SpecError(file, "sampler.name", f"{spec.sampler.name} cannot draw a {s.name} population; expected "
+                        f"one of: {', '.join(POPULATION_SAMPLERS)}")
+    if s.name == "pb2":
+        pbt_only = [f for f in ("burn_in_period", "resample_probability", "perturbation_factors")
+                    if f in s.model_fields_set]
+        if pbt_only:
+            raise SpecError(file, f"scheduler.{pbt_only[0]}", "applies to pbt only (Ray's PB2 has no such setting)")
+        missing = [m for m in ("GPy", "sklearn") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise SpecError(file, "scheduler.name", f"pb2 needs {' and '.join(missing)}, not installed: "
+                            "expected `pip install 'tunelab[pb2]'` (GPy and scikit-learn), or name: pbt")
+    if spec.budget.trials < 2:
+        raise SpecError(file, "budget.trials", f"a {s.name} population needs at least 2 members "
+                        f"(got {spec.budget.trials})")
+    conditioned = {c for p in spec.space.values() for c in (p.when or {})}
+    for name in spec.space:
+        if spec.space[name].kind == "grid":
+            raise SpecError(file, f"space.{name}", f"{s.name} draws its population from the space; grid "
+                            "parameters are not drawn (use choice)")
+    for i, name in enumerate(s.mutations):
+        field = f"scheduler.mutations[{i}]"
+        p = spec.space.get(name)
+        if p is None:
+            raise SpecError(file, field, f"unknown mutated parameter {name!r}; expected one of the space's: "
+                            f"{', '.join(spec.space) or 'none (space is empty)'}")
+        if p.when:
+            raise SpecError(file, field, f"{name!r} is conditional (when); expected an unconditional parameter")
+        if name in conditioned:
+            raise SpecError(file, field, f"conditions refer to {name!r}; a mutation would change which parameters "
+                            "exist")
+        if s.name == "pb2" and p.kind not in ("uniform", "loguniform", "int", "logint"):
+            raise SpecError(file, field, f"pb2 mutates numeric parameters only; {name!r} is a {p.kind}")
+    twice = sorted({n for n in s.mutations if s.mutations.count(n) > 1})
+    if twice:
+        raise SpecError(file, "scheduler.mutations", f"{twice[0]!r} given twice; expected each parameter once")
 
 
 def _ordered(file: str, spec: Spec) -> dict:

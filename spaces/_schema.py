@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "logint", "choice", "grid")
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "nsga2", "grid")
-SCHEDULERS = ("asha", "hyperband", "median", "fifo")
+SCHEDULERS = ("asha", "hyperband", "median", "fifo", "pbt", "pb2")
+POPULATION_SCHEDULERS = ("pbt", "pb2")  # train a population and copy/perturb members; no early stopping
 
 
 class _Strict(BaseModel):
@@ -70,12 +71,40 @@ class Sampler(_Strict):
 
 
 class Scheduler(_Strict):
+    """``asha``, ``hyperband``, ``median``, ``fifo``: Ray's early-stopping schedulers; ``pbt`` and ``pb2``:
+    Population Based Training (``budget.trials`` members train side by side; every
+    ``perturbation_interval`` of ``time_attr`` the bottom ``quantile_fraction`` copy a top member's
+    checkpoint and go on with its ``mutations`` perturbed, ``search._population``)."""
+
     name: Literal[SCHEDULERS] = "asha"  # type: ignore[valid-type]
     time_attr: str = "training_iteration"
     max_t: float = Field(default=100, gt=0)
     grace_period: float = Field(default=1, gt=0)
     reduction_factor: float = Field(default=3, gt=1)
     brackets: int = Field(default=1, ge=1)
+    # pbt and pb2 only (Ray's PopulationBasedTraining / PB2 arguments of the same names):
+    perturbation_interval: float = Field(default=1, gt=0)
+    burn_in_period: float = Field(default=0, ge=0)
+    quantile_fraction: float = Field(default=0.25, gt=0, le=0.5)
+    resample_probability: float = Field(default=0.25, ge=0, le=1)
+    perturbation_factors: tuple[float, float] = (1.2, 0.8)
+    mutations: list[str] = Field(default_factory=list)  # names of ``space`` parameters that change in a trial
+
+    @model_validator(mode="after")
+    def _population_fields(self) -> Scheduler:
+        pbt_only = ("perturbation_interval", "burn_in_period", "quantile_fraction", "resample_probability",
+                    "perturbation_factors", "mutations")
+        if self.name not in POPULATION_SCHEDULERS:
+            given = [f for f in pbt_only if f in self.model_fields_set]
+            if given:
+                raise ValueError(f"{given[0]} applies to the pbt and pb2 schedulers only, not {self.name}")
+            return self
+        if not self.mutations:
+            raise ValueError(f"{self.name} needs mutations: a list of the space parameters that may change "
+                             "during a trial")
+        if any(f <= 0 for f in self.perturbation_factors):
+            raise ValueError(f"perturbation_factors must be > 0, got {list(self.perturbation_factors)}")
+        return self
 
 
 class Budget(_Strict):

@@ -136,3 +136,35 @@ def test_ray_internals_the_tests_use_are_there():
     assert callable(getattr(util, "prepare_config", None)) and callable(getattr(util, "validate_config", None)), \
         _canary("ray_cluster_config")
     assert isinstance(_private.ray_autoscaler_metric_port(), int), _canary("ray_autoscaler_metric_port")
+
+
+def test_ray_pbt_still_exploits_through_the_method_the_lineage_scheduler_extends(tmp_path):
+    import ray.tune.schedulers as schedulers
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune import Checkpoint
+
+    from ray.tune.schedulers.pb2 import PB2  # (its module imports without GPy; PB2() needs it)
+
+    for base in (schedulers.PopulationBasedTraining, PB2):
+        params = list(inspect.signature(base._exploit).parameters)
+        assert params == ["self", "tune_controller", "trial", "trial_to_clone"], _canary("ray_population_scheduler")
+    source = inspect.getsource(schedulers.PopulationBasedTraining._exploit)
+    assert "trial.set_config(new_config)" in source, _canary("ray_population_scheduler")
+    assert "checkpoint_manager._latest_checkpoint_result" in source, _canary("ray_population_scheduler")
+    pbt = _private.ray_population_scheduler("pbt", custom_explore_fn=dict, metric="m", mode="min")
+    assert isinstance(pbt, schedulers.PopulationBasedTraining) and pbt._trial_state == {}, \
+        _canary("ray_population_scheduler")
+    # the exploit's checkpoint becomes the trial's own copy
+    source_dir = tmp_path / "other" / "checkpoint_000003"
+    source_dir.mkdir(parents=True)
+    (source_dir / "state.pt").write_text("weights")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    result = _TrainingResult(checkpoint=Checkpoint.from_directory(str(source_dir)), metrics={"training_iteration": 3})
+    manager = type("M", (), {"_latest_checkpoint_result": result})()
+    trial = type("T", (), {"path": str(mine), "run_metadata": type("R", (), {"checkpoint_manager": manager})()})()
+    _private._own_copy(trial)
+    _private._own_copy(trial)
+    copied = Path(manager._latest_checkpoint_result.checkpoint.path)
+    assert copied.parent == mine and (copied / "state.pt").read_text() == "weights"
+    assert [p.name for p in mine.iterdir()] == ["exploit_000001"]

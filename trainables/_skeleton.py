@@ -424,9 +424,18 @@ class Recipe(abc.ABC):
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        """Put a freshly built trial back where ``checkpoint()`` left it."""
+        """Put a freshly built trial back where ``checkpoint()`` left it.
+
+        The optimizer's state (moments, step counts) is the checkpoint's; its hyperparameters
+        (momentum, weight decay, betas...) stay those of this trial's config, which a PBT member that
+        copied another's checkpoint has perturbed (a plain resume has the same config, so nothing
+        changes). The learning rate is set by the family's schedule before every step.
+        """
         self.model.load_state_dict(state["model"])
+        configured = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
+        for group, hyper in zip(self.optimizer.param_groups, configured):
+            group.update(hyper)
         self.progress = Progress(**{f.name: state[f.name] for f in dataclasses.fields(Progress)})
         set_rng_state(state["rng"], self.device)
         self.load(state)

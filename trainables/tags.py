@@ -15,6 +15,8 @@ NOTE = "mlflow.note.content"  # a run's description in the MLflow UI
 TRIAL_ID = "tunelab.trial_id"  # Ray's trial id
 STATUS = "tunelab.status"  # how the trial ended: one of ``metrics.STATUSES`` ("running" meanwhile)
 ERROR = "tunelab.error"  # the traceback of a trial that raised
+# A PBT member's exploits: JSON list of {step, from (the t003 of the member copied), config (mutated values)}.
+LINEAGE = "tunelab.lineage"
 
 # On the parent run (one per search).
 TRAINABLE = "tunelab.trainable"

@@ -137,12 +137,18 @@ class Trial(_skeleton.Recipe):
         return self.cfg.diverge_loss
 
     def state(self) -> dict[str, Any]:
-        return {"lr": self.lr, "improved": self.improved, "best_val_ppl": self.best_val_ppl,
+        return {"lr": self.lr, "base_lr": self.cfg.lr, "improved": self.improved, "best_val_ppl": self.best_val_ppl,
                 "best_weights": self.best_weights}
 
     def load(self, state: Mapping[str, Any]) -> None:
         self.lr, self.improved = state["lr"], state["improved"]
         self.best_val_ppl, self.best_weights = state["best_val_ppl"], state["best_weights"]
+        # The plateau schedule goes on from the last epoch's rate; a PBT member that copied this
+        # checkpoint under another ``lr`` keeps the decay so far, at its own scale (the other schedules
+        # are functions of the config and the epoch, and follow a new lr by themselves).
+        base = state.get("base_lr", self.cfg.lr)
+        if self.lr is not None and base != self.cfg.lr:
+            self.lr = self.lr * self.cfg.lr / base
 
 
 setup = Trial.setup  # a seeded, built trial, for tests and benchmarks
