@@ -15,11 +15,13 @@ the bench can be stopped and started again.
    the narrowest's. Targets: mup within a factor of 2 (one grid step); sp at least 4x.
 2. **Tune narrow, train wide** (spaces/gpt_mup_transfer.yaml): a 12-trial TPE search of the peak rate
    and warm-up at width 32, whose 2 best configs ``tunelab transfer`` trains at width 256, against the
-   same TPE search (same trial count, same seed) run at width 256 directly; under mup, and the narrow
-   search + transfer again under sp (what does not transfer). Compute is training FLOPs, the sum of
-   every trial's last ``flops`` report. Target: mup's narrow + transfer within 1% of the direct
+   same TPE search (same trial count, same seed) run at width 256 directly. Three narrow searches are
+   transferred (``VARIANTS``): mup with base_width 256 (the file's: the wide model is then a plain
+   GPT), mup with base_width 32, and sp (no µP: what does not transfer). Compute is training FLOPs, the
+   sum of every trial's last ``flops`` report. Target: mup's narrow + transfer within 1% of the direct
    search's best val_loss at no more than 1/3 of its compute.
 
+``--part shift`` or ``--part transfer`` runs one experiment (the other's searches are not touched).
 Writes ``table.md`` and ``lr_width.png`` under ``--out`` (default bench/results/mup_transfer) and prints
 the tables.
 """
@@ -57,6 +59,9 @@ QUICK = ["max_steps=20", "warmup_steps=2", "eval_interval=10", "eval_iters=2"]
 QUICK_GRID = ["space.n_embd={choice: [32, 64]}", "space.max_lr={choice: [0.00390625, 0.015625, 0.0625]}",
               "space.seed={choice: [0]}", "budget.trials=12"]
 QUICK_TPE = ["budget.trials=4", "sampler.n_startup_trials=2"]
+# The narrow searches transferred: the file's (mup, base_width 256: the wide model is a plain GPT), mup
+# based at the narrow width, and no µP at all.
+VARIANTS = {"mup-base256": [], "mup-base32": ["base_width=32"], "sp": ["parametrization=sp"]}
 
 
 def ensure(name: str, file: Path, storage: Path, overrides: Sequence[str]) -> tuple[str, str, float]:
@@ -145,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                    help="TinyShakespeare's character token folder (default: made under --storage)")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--quick", action="store_true", help="the smoke test")
+    p.add_argument("--part", choices=("all", "shift", "transfer"), default="all")
     args = p.parse_args(argv)
     storage = args.storage.resolve()
     folder = args.tokens or storage / "tokens-shakespeare-char"
@@ -152,33 +158,48 @@ def main(argv: Sequence[str] | None = None) -> None:
         source = Path(os.environ.get("TUNELAB_DATA", ROOT.parent / "shared" / "data")) / "tinyshakespeare" / "input.txt"
         tokens.prepare(source, folder, "char")
     common = [f"data.tokens={folder.resolve()}", *(QUICK if args.quick else [])]
-    tag = "-quick" if args.quick else ""
 
-    grid = ensure(f"gpt-mup-widths{tag}", WIDTHS_FILE, storage, [*common, *(QUICK_GRID if args.quick else [])])
-    runs, _ = analysis.load(grid[0], grid[1])
-    shifts = shift_table(runs)
+    shifts = transfers = None
     args.out.mkdir(parents=True, exist_ok=True)
-    gpt_report.plot_lr_width(runs).save(args.out, formats=("png",))
-    print(f"\n## The optimum's shift ({grid[0]}, {runs.num_rows} trials)\n\n{shifts}\n", flush=True)
+    if args.part in ("all", "shift"):
+        shifts = shift_experiment(storage, common, args.out, args.quick)
+    if args.part in ("all", "transfer"):
+        transfers = transfer_experiment(storage, common, args.quick)
+    done = [f"## The optimum's shift\n\n{shifts}" if shifts else "", f"## Tune narrow, train wide\n\n{transfers}" if transfers else ""]
+    table = args.out / ("table-quick.md" if args.quick else "table.md")
+    table.write_text(f"# bench/mup_transfer.py{' --quick' if args.quick else ''}\n\n" + "\n\n".join(d for d in done if d) + "\n")
 
-    tpe = [*common, *(QUICK_TPE if args.quick else [])]
+
+def shift_experiment(storage: Path, common: list[str], out: Path, quick: bool) -> str:
+    """The grid of spaces/gpt_mup_widths.yaml; saves its figure under ``out``; returns its table."""
+    tag = "-quick" if quick else ""
+    grid = ensure(f"gpt-mup-widths{tag}", WIDTHS_FILE, storage, [*common, *(QUICK_GRID if quick else [])])
+    runs, _ = analysis.load(grid[0], grid[1])
+    shifts = f"{runs.num_rows} trials, {grid[2] / 60:.0f} min.\n\n" + shift_table(runs)
+    gpt_report.plot_lr_width(runs).save(out, formats=("png",))
+    print(f"\n## The optimum's shift ({grid[0]})\n\n{shifts}\n", flush=True)
+    return shifts
+
+
+def transfer_experiment(storage: Path, common: list[str], quick: bool) -> str:
+    """The narrow searches of ``VARIANTS``, each transferred, and the direct wide search; returns the table."""
+    tag = "-quick" if quick else ""
+    tpe = [*common, *(QUICK_TPE if quick else [])]
     wide = [f"n_embd={WIDE}"]
     rows: dict[str, dict] = {}
-    for p_name in ("mup", "sp"):
-        narrow = ensure(f"gpt-{p_name}-narrow{tag}", TRANSFER_FILE, storage, [*tpe, f"parametrization={p_name}"])
-        moved = ensure_transfer(narrow[0], f"gpt-{p_name}-narrow-to-{WIDE}{tag}", storage, wide)
+    for label, settings in VARIANTS.items():
+        narrow = ensure(f"gpt-{label}-narrow{tag}", TRANSFER_FILE, storage, [*tpe, *settings])
+        moved = ensure_transfer(narrow[0], f"gpt-{label}-narrow-to-{WIDE}{tag}", storage, wide)
         a, b = summary(*narrow[:2]), summary(*moved[:2])
-        rows[f"{p_name}: TPE at 32 + transfer top {TOP} to {WIDE}"] = {
+        rows[f"{label}: TPE at 32 + transfer top {TOP} to {WIDE}"] = {
             "trials": a["trials"] + b["trials"], "best": b["best"], "flops": a["flops"] + b["flops"],
             "wall": narrow[2] + moved[2]}
-    direct = ensure(f"gpt-mup-direct-{WIDE}{tag}", TRANSFER_FILE, storage, [*tpe, "parametrization=mup", *wide])
-    direct_name = f"mup: TPE at {WIDE} directly"
+    direct = ensure(f"gpt-direct-{WIDE}{tag}", TRANSFER_FILE, storage, [*tpe, *wide])
+    direct_name = f"TPE at {WIDE} directly (mup at its base width: sp)"
     rows[direct_name] = {**summary(*direct[:2]), "wall": direct[2]}
     transfers = transfer_table(rows, direct_name)
     print(f"## Tune narrow, train wide\n\n{transfers}\n", flush=True)
-    (args.out / "table.md").write_text(f"# bench/mup_transfer.py{' --quick' if args.quick else ''}\n\n"
-                                       f"## The optimum's shift ({runs.num_rows} trials)\n\n{shifts}\n\n"
-                                       f"## Tune narrow, train wide\n\n{transfers}\n")
+    return transfers
 
 
 if __name__ == "__main__":
