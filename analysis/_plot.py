@@ -179,7 +179,8 @@ def trial_names(runs: pa.Table) -> dict[str, str]:
     names = runs.column("run_name").to_pylist()
     trials = runs.column("trial_id").to_pylist()
     searches = runs.column(SEARCH).to_pylist() if SEARCH in runs.column_names else [None] * len(trials)
-    return {t: (f"{s}/" if s else "") + ((n or "").split(" ")[0] or t) for n, t, s in zip(names, trials, searches)}
+    short = [(n or "").split(" ")[0] or t for n, t in zip(names, trials)]
+    return {t: f"{s}/{name}" if s and name else name for t, s, name in zip(trials, searches, short)}
 
 
 def with_trial_names(table, runs: pa.Table):
