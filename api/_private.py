@@ -18,6 +18,8 @@ from typing import Any
 
 import optuna
 
+from tunelab.trainables import metrics
+
 # --- Optuna ------------------------------------------------------------------------------------------
 
 
@@ -238,6 +240,17 @@ _LINEAGE_CLASSES: dict[type, type] = {}
 def _lineage_class(base: type) -> type:
     if base not in _LINEAGE_CLASSES:
         class Recording(base):  # noqa: D401 - pickled with the Tuner (cloudpickle, by value)
+            def on_trial_result(self, tune_controller, trial, result):
+                # A member's last report (the built-in trainables say ``finished``) is no time to exploit:
+                # restored after its last epoch with another's weights, it would end without training or
+                # reporting again, a copy recorded with its own stale result. Its state stays at its last
+                # perturbation, score and checkpoint together, so others can still copy it.
+                if result.get(metrics.FINISHED):
+                    from ray.tune.schedulers import TrialScheduler
+
+                    return TrialScheduler.CONTINUE
+                return super().on_trial_result(tune_controller, trial, result)
+
             def _exploit(self, tune_controller, trial, trial_to_clone):
                 super()._exploit(tune_controller, trial, trial_to_clone)
                 _own_copy(trial)

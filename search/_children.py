@@ -295,6 +295,8 @@ class MLflowTracker(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         if self._online(trials, trial):
             with self._recording(trial):
+                # an exploit the scheduler recorded after the member's last report has no report to ride on
+                self._note_exploits(trial, self._run_for(trial))
                 self._finish(trial, metrics.final_status(trial.last_result))
                 # what the trial left with its last checkpoint for the record (attention maps...)
                 log_checkpoint_artifacts(self.client, self._run_for(trial), trial)
