@@ -29,11 +29,10 @@ the tables.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 # Ray's workers import the trainables from this checkout too, wherever the bench is started from.
@@ -44,7 +43,8 @@ sys.path.insert(0, str(ROOT.parent))
 from tunelab import analysis  # noqa: E402
 from tunelab import search  # noqa: E402
 from tunelab import spaces  # noqa: E402
-from tunelab.search._paths import STATE_FILE  # noqa: E402
+from tunelab import _mlflow  # noqa: E402
+from tunelab.search._paths import STATE_FILE, read_state  # noqa: E402
 from tunelab.trainables import metrics, tags  # noqa: E402
 from tunelab.trainables.gpt import report as gpt_report  # noqa: E402
 from tunelab.trainables.gpt import tokens  # noqa: E402
@@ -64,44 +64,32 @@ QUICK_TPE = ["budget.trials=4", "sampler.n_startup_trials=2"]
 VARIANTS = {"mup-base256": [], "mup-base32": ["base_width=32"], "sp": ["parametrization=sp"]}
 
 
-def ensure(name: str, file: Path, storage: Path, overrides: Sequence[str]) -> tuple[str, str, float]:
-    """Run search ``name`` from ``file`` unless ``storage`` holds it finished (resume it if it was
-    interrupted). Returns (name, tracking URI, its wall-clock seconds)."""
-    state = storage / name / STATE_FILE
-    if not state.exists():
-        search.run(spaces.load(file, [*overrides, f"name={name}", f"storage={storage}"]))
-    elif _state(storage, name) != metrics.FINISHED_STATE:
+def ensure(name: str, storage: Path, start: Callable[[], object]) -> tuple[str, str, float]:
+    """Run search ``name`` with ``start`` unless ``storage`` holds it finished (resume it if it was
+    interrupted). Returns (name, tracking URI, wall-clock seconds of its parent run: the search's whole
+    time, resumes included)."""
+    if not (storage / name / STATE_FILE).exists():
+        start()
+    elif _parent(storage, name)[1].data.tags.get(tags.STATE) != metrics.FINISHED_STATE:
         search.resume(name, storage)
-    return _finished(storage, name)
+    uri, run = _parent(storage, name)
+    return name, uri, (run.info.end_time - run.info.start_time) / 1000
 
 
-def ensure_transfer(source: str, name: str, storage: Path, overrides: Sequence[str]) -> tuple[str, str, float]:
-    """``search.transfer`` of ``source``'s TOP best configs with ``overrides``, unless already done."""
-    state = storage / name / STATE_FILE
-    if not state.exists():
-        search.transfer(source, storage, top=TOP, overrides=overrides, new_name=name)
-    elif _state(storage, name) != metrics.FINISHED_STATE:
-        search.resume(name, storage)
-    return _finished(storage, name)
+def run_file(name: str, file: Path, storage: Path, overrides: Sequence[str]) -> tuple[str, str, float]:
+    """``ensure`` of search ``name`` from ``file`` with ``overrides``."""
+    return ensure(name, storage, lambda: search.run(spaces.load(file, [*overrides, f"name={name}", f"storage={storage}"])))
 
 
-def _finished(storage: Path, name: str) -> tuple[str, str, float]:
-    """(name, tracking URI, wall-clock seconds of its parent run: the search's whole time, resumes
-    included)."""
-    from mlflow.tracking import MlflowClient
-
-    state = json.loads((storage / name / STATE_FILE).read_text())
-    run = MlflowClient(state["tracking_uri"]).get_run(state["parent_run_id"])
-    return name, state["tracking_uri"], (run.info.end_time - run.info.start_time) / 1000
+def run_transfer(source: str, name: str, storage: Path, overrides: Sequence[str]) -> tuple[str, str, float]:
+    """``ensure`` of ``search.transfer`` of ``source``'s TOP best configs with ``overrides``."""
+    return ensure(name, storage, lambda: search.transfer(source, storage, top=TOP, overrides=overrides, new_name=name))
 
 
-def _state(storage: Path, name: str) -> str | None:
-    """The search's end state as its parent run records it (None while it has none)."""
-    from mlflow.tracking import MlflowClient
-
-    state = json.loads((storage / name / STATE_FILE).read_text())
-    run = MlflowClient(state["tracking_uri"]).get_run(state["parent_run_id"])
-    return run.data.tags.get(tags.STATE)
+def _parent(storage: Path, name: str):
+    """(tracking URI, parent run) of search ``name``, as its folder names them."""
+    state = read_state(storage, name)
+    return state["tracking_uri"], _mlflow.client_for(state["tracking_uri"]).get_run(state["parent_run_id"])
 
 
 def summary(name: str, uri: str) -> dict:
@@ -173,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 def shift_experiment(storage: Path, common: list[str], out: Path, quick: bool) -> str:
     """The grid of spaces/gpt_mup_widths.yaml; saves its figure under ``out``; returns its table."""
     tag = "-quick" if quick else ""
-    grid = ensure(f"gpt-mup-widths{tag}", WIDTHS_FILE, storage, [*common, *(QUICK_GRID if quick else [])])
+    grid = run_file(f"gpt-mup-widths{tag}", WIDTHS_FILE, storage, [*common, *(QUICK_GRID if quick else [])])
     runs, _ = analysis.load(grid[0], grid[1])
     shifts = f"{runs.num_rows} trials, {grid[2] / 60:.0f} min.\n\n" + shift_table(runs)
     gpt_report.plot_lr_width(runs).save(out, formats=("png",))
@@ -188,13 +176,13 @@ def transfer_experiment(storage: Path, common: list[str], quick: bool) -> str:
     wide = [f"n_embd={WIDE}"]
     rows: dict[str, dict] = {}
     for label, settings in VARIANTS.items():
-        narrow = ensure(f"gpt-{label}-narrow{tag}", TRANSFER_FILE, storage, [*tpe, *settings])
-        moved = ensure_transfer(narrow[0], f"gpt-{label}-narrow-to-{WIDE}{tag}", storage, wide)
+        narrow = run_file(f"gpt-{label}-narrow{tag}", TRANSFER_FILE, storage, [*tpe, *settings])
+        moved = run_transfer(narrow[0], f"gpt-{label}-narrow-to-{WIDE}{tag}", storage, wide)
         a, b = summary(*narrow[:2]), summary(*moved[:2])
         rows[f"{label}: TPE at 32 + transfer top {TOP} to {WIDE}"] = {
             "trials": a["trials"] + b["trials"], "best": b["best"], "flops": a["flops"] + b["flops"],
             "wall": narrow[2] + moved[2]}
-    direct = ensure(f"gpt-direct-{WIDE}{tag}", TRANSFER_FILE, storage, [*tpe, *wide])
+    direct = run_file(f"gpt-direct-{WIDE}{tag}", TRANSFER_FILE, storage, [*tpe, *wide])
     direct_name = f"TPE at {WIDE} directly (mup at its base width: sp)"
     rows[direct_name] = {**summary(*direct[:2]), "wall": direct[2]}
     transfers = transfer_table(rows, direct_name)

@@ -101,8 +101,12 @@ def lr_width_table(runs: pa.Table) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def lr_optima(runs: pa.Table) -> pd.DataFrame:
+def lr_optima(runs: pa.Table, table: pd.DataFrame | None = None) -> pd.DataFrame:
     """Each (parametrization, width)'s best learning rate by the mean final objective over seeds.
+
+    Args:
+        runs: the runs table of ``tunelab.analysis.load``.
+        table: its ``lr_width_table``, when the caller has it already.
 
     Returns:
         Columns ``parametrization``, ``n_embd``, the learning rate, ``mean``, ``std``, ``n``. In
@@ -113,7 +117,7 @@ def lr_optima(runs: pa.Table) -> pd.DataFrame:
         AnalysisError: no width has a rate at which every seed completed.
     """
     lr = learning_rate(runs)
-    table = lr_width_table(runs).dropna(subset=["mean"])
+    table = (lr_width_table(runs) if table is None else table).dropna(subset=["mean"])
     if table.empty:
         raise AnalysisError("no learning rate completed at any width")
     mode = analysis.search_info(runs)["mode"]
@@ -139,7 +143,7 @@ def plot_lr_width(runs: pa.Table) -> Plot:
     """
     lr = learning_rate(runs)
     table = lr_width_table(runs)
-    optima = lr_optima(runs)
+    optima = lr_optima(runs, table)
     info = analysis.search_info(runs)
     metric = info["metric"]
     params = sorted(set(table[PARAMETRIZATION]), key=lambda p: (p != "sp", p))  # sp beside mup, as TP5 draws them
